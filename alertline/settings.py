@@ -1,0 +1,73 @@
+"""Settings: one frozen, validated object per service, read from the environment.
+
+Every variable has the ``ALERTLINE_`` prefix (nested fields use ``__``), secrets may also
+come from files in ``ALERTLINE_SECRETS_DIR`` (one file per field, as Kubernetes mounts
+Secrets). No credential has a default.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers.")
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    schema_registry_url: str | None = Field(None, description="Use the Confluent wire format via this registry.")
+    schema_registry_auth: SecretStr | None = None
+    topic_prefix: str = Field("alertline.", description="Prefix of every topic; staging uses another.")
+    partitions: int = 6
+    replication: int = 1
+    retention_ms: int = 14 * 24 * 3600 * 1000
+    transaction_timeout_ms: int = 60_000
+    extra: dict[str, str] = Field(default_factory=dict, description="Extra librdkafka properties.")
+
+    def client_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        conf.update(self.extra)
+        return conf
+
+
+class RuntimeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    batch_size: int = Field(500, ge=1, le=100_000)
+    poll_timeout_s: float = Field(0.5, gt=0)
+    http_host: str = "0.0.0.0"  # noqa: S104 - the health/metrics endpoint must be reachable by the kubelet
+    http_port: int = Field(8080, ge=0, le=65535, description="0 picks a free port.")
+    instance_id: str = Field(
+        default_factory=socket.gethostname, description="Stable per replica; names the transactional id."
+    )
+    session_timeout_ms: int = Field(30000, ge=6000, description="How long a silent replica keeps its partitions.")
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    log_level: str = "INFO"
+
+
+class BaseServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ALERTLINE_",
+        env_nested_delimiter="__",
+        secrets_dir=os.environ.get("ALERTLINE_SECRETS_DIR") or None,
+        frozen=True,
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]

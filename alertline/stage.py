@@ -1,0 +1,128 @@
+"""What a processing step sees. Kafka-free: handlers import this, never ``confluent_kafka``.
+
+A handler is a plain function ``handle(record, ctx) -> Iterable[Output]``:
+- return outputs (possibly none) when the record is processed;
+- raise ``BadInput`` (or let any unexpected error escape) and the record goes to the
+  dead-letter topic with its cause, while the rest flow on;
+- raise ``Transient`` and the record (and the rest of its partition) is retried after a
+  back-off; nothing is committed past it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from alertline.clock import Clock, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: Any
+    headers: Mapping[str, bytes]
+    timestamp_ms: int
+
+    @property
+    def key_str(self) -> str:
+        return self.key.decode("utf-8", "replace") if self.key is not None else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to produce. ``schema`` names the Avro contract; ``None`` sends bytes as-is.
+
+    ``value=None`` is a tombstone. ``partition`` pins the partition (state topics are
+    co-partitioned with their input); otherwise the key decides.
+    """
+
+    topic: str
+    value: Mapping[str, Any] | bytes | None
+    key: str | bytes | None = None
+    schema: str | None = None
+    headers: Mapping[str, bytes] | None = None
+    partition: int | None = None
+
+
+class PartitionState:
+    """Key -> value state for one input partition, backed by a compacted topic.
+
+    Writes go to a per-record scratch, then a per-batch overlay; the runtime writes the
+    overlay to the state topic inside the same transaction as the input offsets and applies
+    it to memory only after that transaction commits.
+    """
+
+    def __init__(self, committed: dict[str, Any] | None = None) -> None:
+        self.committed: dict[str, Any] = committed if committed is not None else {}
+        self._batch: dict[str, Any] = {}
+        self._record: dict[str, Any] = {}
+
+    _DELETED = object()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        for layer in (self._record, self._batch):
+            if key in layer:
+                v = layer[key]
+                return default if v is self._DELETED else v
+        return self.committed.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self._record[key] = value
+
+    def delete(self, key: str) -> None:
+        self._record[key] = self._DELETED
+
+    def keys(self) -> Iterator[str]:
+        seen = set()
+        for layer in (self._record, self._batch, self.committed):
+            for k in layer:
+                if k not in seen:
+                    seen.add(k)
+                    if self.get(k, self._DELETED) is not self._DELETED:
+                        yield k
+
+    # runtime side
+    def end_record(self, ok: bool) -> None:
+        if ok:
+            self._batch.update(self._record)
+        self._record.clear()
+
+    def pending(self) -> dict[str, Any | None]:
+        return {k: (None if v is self._DELETED else v) for k, v in self._batch.items()}
+
+    def commit_batch(self) -> None:
+        for k, v in self._batch.items():
+            if v is self._DELETED:
+                self.committed.pop(k, None)
+            else:
+                self.committed[k] = v
+        self._batch.clear()
+
+    def abort_batch(self) -> None:
+        self._batch.clear()
+        self._record.clear()
+
+
+class _NoState(PartitionState):
+    def set(self, key: str, value: Any) -> None:
+        raise RuntimeError("this stage has no state topic")
+
+
+@dataclass
+class Context:
+    """Per-record context handed to a handler."""
+
+    now: Clock = utcnow
+    state: PartitionState = field(default_factory=_NoState)
+    partition: int = 0
+
+    def time(self) -> datetime:
+        return self.now()
+
+
+Handler = Callable[[Record, Context], Iterable[Output]]

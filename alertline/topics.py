@@ -1,0 +1,36 @@
+"""Topic names: ``<prefix><name>.v<major>``; the prefix lets staging and production share a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    compact: bool = False
+    description: str = ""
+
+
+# name -> spec; the versioned suffix changes only with an incompatible contract.
+TOPICS: dict[str, TopicSpec] = {
+    "alerts": TopicSpec("alerts.v1", description="Normalized alerts from ingest, key = identity."),
+    "evaluated": TopicSpec("evaluated.v1", description="Alerts with the evaluate decision (drops included)."),
+    "enriched": TopicSpec("enriched.v1", description="Ticket-bound alerts and re-check changes."),
+    "tickets.state": TopicSpec("tickets.state.v1", compact=True, description="Ticket state per identity."),
+    "tickets.actions": TopicSpec("tickets.actions.v1", description="Intended GitHub actions (shadow mode)."),
+    "enrich.state": TopicSpec("enrich.state.v1", compact=True, description="Last exposure result per identity."),
+    "lookups": TopicSpec("lookups.v1", compact=True, description="Lookup-table rows for evaluate."),
+    "ingest.dlq": TopicSpec("ingest.dlq.v1", description="Dead letters of ingest."),
+    "evaluate.dlq": TopicSpec("evaluate.dlq.v1", description="Dead letters of evaluate."),
+    "enrich.dlq": TopicSpec("enrich.dlq.v1", description="Dead letters of enrich."),
+    "ticket.dlq": TopicSpec("ticket.dlq.v1", description="Dead letters of ticket."),
+}
+
+
+def topic(prefix: str, name: str) -> str:
+    return prefix + TOPICS[name].name
+
+
+def group(prefix: str, service: str) -> str:
+    return f"{prefix}{service}"
