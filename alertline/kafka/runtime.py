@@ -125,6 +125,8 @@ class Runner:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.http: HttpServer | None = None
+        self._latency = self.metrics.latency.labels(stage.service)
+        self._produced: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self, *_: object) -> None:
@@ -302,6 +304,7 @@ class Runner:
     def _process(self, msgs: list[Message], batch: _Batch) -> None:
         svc = self.stage.service
         counts: dict[str, int] = defaultdict(int)
+        observe = self._latency.observe
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -347,10 +350,13 @@ class Runner:
                 self._produce(o)
             batch.outputs += len(outs)
             batch.next[tp] = offset + 1
-            self.metrics.latency.labels(svc).observe(time.perf_counter() - t0)
+            observe(time.perf_counter() - t0)
+        self._write_state()
         for topic, n in counts.items():
             self.metrics.consumed.labels(svc, topic).inc(n)
-        self._write_state()
+        for topic, n in self._produced.items():
+            self.metrics.produced.labels(svc, topic).inc(n)
+        self._produced.clear()
 
     def _write_state(self) -> None:
         if not self.stage.state_topic:
@@ -380,7 +386,7 @@ class Runner:
                 break
             except BufferError:
                 self._producer.poll(0.1)
-        self.metrics.produced.labels(self.stage.service, o.topic).inc()
+        self._produced[o.topic] = self._produced.get(o.topic, 0) + 1
 
     def _dead_letter(self, m: Message, exc: BaseException) -> None:
         cls = f"{type(exc).__module__}.{type(exc).__qualname__}"
