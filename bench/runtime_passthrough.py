@@ -49,7 +49,9 @@ def main() -> None:
     src, raw_out, rt_out, dlq = (f"bench-{run}-{x}" for x in ("src", "raw", "rt", "dlq"))
     create(AdminClient({"bootstrap.servers": BOOT}), [NewTopic(t, PARTS, 1) for t in (src, raw_out, rt_out, dlq)])
     codec = SingleObjectCodec()
-    p = Producer({"bootstrap.servers": BOOT, "linger.ms": 20, "compression.type": "lz4", "partitioner": "murmur2_random"})
+    p = Producer(
+        {"bootstrap.servers": BOOT, "linger.ms": 20, "compression.type": "lz4", "partitioner": "murmur2_random"}
+    )
     payloads = [(codec.encode("alert", alert(i)), f"id-{i:08d}".encode()) for i in range(1000)]
     for i in range(n):
         v, k = payloads[i % 1000]
@@ -104,7 +106,9 @@ def main() -> None:
     th.join(30)
     rt_rate = n / rt_s
     print(f"(a) raw consume->produce ceiling: {raw_rate:10,.0f} records/s ({raw_s:.2f} s)")
-    print(f"(b) runtime, Avro + transactions:  {rt_rate:10,.0f} records/s ({rt_s:.2f} s, includes start-up and group join)")
+    print(
+        f"(b) runtime, Avro + transactions:  {rt_rate:10,.0f} records/s ({rt_s:.2f} s, includes start-up and group join)"
+    )
     print(f"ratio b/a: {rt_rate / raw_rate:.2f} (goal >= 0.5)")
 
 

@@ -46,7 +46,12 @@ class SchemaRegistryFake:
             sid = self.schemas.index(body["schema"]) + 1 if body["schema"] in self.schemas else None
             if sid is None or sid not in self.subjects.get(m[1], []):
                 return 404, {"error_code": 40403, "message": "Schema not found"}
-            return 200, {"subject": m[1], "id": sid, "version": self.subjects[m[1]].index(sid) + 1, "schema": body["schema"]}
+            return 200, {
+                "subject": m[1],
+                "id": sid,
+                "version": self.subjects[m[1]].index(sid) + 1,
+                "schema": body["schema"],
+            }
         if m := re.fullmatch(r"/subjects/([^/]+)/versions/(latest|\d+)", path):
             versions = self.subjects.get(m[1])
             if not versions:

@@ -29,9 +29,7 @@ CODEC = SingleObjectCodec()
 
 
 def topics(bootstrap: str, prefix: str, *names: str, compact: tuple[str, ...] = ()) -> list[str]:
-    new = [
-        NewTopic(prefix + n, 3, 1, config={"cleanup.policy": "compact"} if n in compact else {}) for n in names
-    ]
+    new = [NewTopic(prefix + n, 3, 1, config={"cleanup.policy": "compact"} if n in compact else {}) for n in names]
     create(AdminClient({"bootstrap.servers": bootstrap}), new)
     return [prefix + n for n in names]
 
@@ -109,7 +107,9 @@ def counting_stage(prefix: str, src: str, out: str, dlq: str, state: str) -> Sta
         rec.value["labels"]["count"] = str(n)
         yield Output(out, rec.value, key=ident, schema="alert")
 
-    return Stage("counter", prefix + "counter", [src], "alert", count, dlq, state_topic=state, state_schema="ticket_state")
+    return Stage(
+        "counter", prefix + "counter", [src], "alert", count, dlq, state_topic=state, state_schema="ticket_state"
+    )
 
 
 def test_state_is_restored_on_restart_and_counts_exactly_once(kafka_bootstrap: str, prefix: str) -> None:
