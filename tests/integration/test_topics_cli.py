@@ -43,3 +43,18 @@ def test_topics_create_is_idempotent_and_compacts_state_topics(kafka_bootstrap: 
 def test_kafka_status_reports_a_stopped_broker(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = run_cli("kafka", "status", "--port", "29999", "--home", str(tmp_path), env={})
     assert out.returncode == 0 and out.stdout.strip() == "stopped"
+
+
+def test_kafka_up_status_down_manage_a_real_broker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    args = ("--port", "29292", "--home", str(tmp_path))
+    up = run_cli("kafka", "up", *args, env={})
+    try:
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.strip() == "127.0.0.1:29292"
+        assert run_cli("kafka", "status", *args, env={}).stdout.startswith("running")
+        again = run_cli("kafka", "up", *args, env={})  # already running: a no-op
+        assert again.returncode == 0
+    finally:
+        down = run_cli("kafka", "down", *args, env={})
+    assert down.returncode == 0
+    assert run_cli("kafka", "status", *args, env={}).stdout.strip() == "stopped"
