@@ -171,9 +171,7 @@ class SingleObjectCodec:
 
     def writer_schemas(self) -> dict[str, str]:
         """fingerprint (hex) -> schema JSON of what this build writes, for publication."""
-        return {
-            self._prefix[n][2:].hex(): json.dumps(self._sources[n], separators=(",", ":")) for n in self._writers
-        }
+        return {self._prefix[n][2:].hex(): json.dumps(self._sources[n], separators=(",", ":")) for n in self._writers}
 
     def _look_up(self, fp: bytes, name: str) -> _Known | None:
         if self._lookup is None:

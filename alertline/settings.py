@@ -12,7 +12,12 @@ import socket
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class KafkaSettings(BaseModel):
@@ -64,10 +69,23 @@ class BaseServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ALERTLINE_",
         env_nested_delimiter="__",
+        # A mounted Secret's keys are file names like ALERTLINE_KAFKA__SASL_PASSWORD.
         secrets_dir=os.environ.get("ALERTLINE_SECRETS_DIR") or None,
+        secrets_nested_delimiter="__",
         frozen=True,
         extra="ignore",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, NestedSecretsSettingsSource(file_secret_settings)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]

@@ -37,7 +37,9 @@ def test_every_contract_round_trips(codec: SingleObjectCodec) -> None:
     }  # fmt: skip
     values = {
         "decision": {"alert": a, "decision": decision},
-        "enrichment": {"kind": "alert", "alert": a, "decision": decision, "enrichments": [], "enriched_at": a["received_at"]},
+        "enrichment": {
+            "kind": "alert", "alert": a, "decision": decision, "enrichments": [], "enriched_at": a["received_at"],
+        },
         "ticket_state": {
             "identity": "i", "repository": "acme/sec", "issue_number": 3, "state": "open", "close_reason": None,
             "occurrences": 2, "last_revision": "r", "alert_status": "active", "first_seen": a["received_at"],

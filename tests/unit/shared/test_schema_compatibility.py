@@ -28,7 +28,9 @@ def _previous_committed() -> dict[str, Any]:
         raw = {}
         for path in names:
             if path.endswith(".avsc"):
-                text = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True)
+                text = subprocess.run(
+                    ["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+                )
                 raw[Path(path).stem] = json.loads(text.stdout)
         return expand_all(raw)
     except (subprocess.CalledProcessError, FileNotFoundError):
