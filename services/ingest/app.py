@@ -212,20 +212,20 @@ def build(
 
 def _production_eventhubs(settings: IngestSettings) -> Receiver:
     eh = settings.eventhubs
-    if settings.eventhubs_connection is None:
-        raise ConfigError("ALERTLINE_EVENTHUBS_CONNECTION is required")
-    if settings.eventhubs_checkpoint_connection is None or not eh.checkpoint_container:
+    if eh.connection is None:
+        raise ConfigError("ALERTLINE_EVENTHUBS__CONNECTION is required")
+    if eh.checkpoint_connection is None or not eh.checkpoint_container:
         raise ConfigError(
-            "Event Hubs needs a durable checkpoint store: ALERTLINE_EVENTHUBS_CHECKPOINT_CONNECTION and "
+            "Event Hubs needs a durable checkpoint store: ALERTLINE_EVENTHUBS__CHECKPOINT_CONNECTION and "
             "ALERTLINE_EVENTHUBS__CHECKPOINT_CONTAINER (Azure Blob Storage)"
         )
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
     store = BlobCheckpointStore.from_connection_string(
-        settings.eventhubs_checkpoint_connection.get_secret_value(), eh.checkpoint_container
+        eh.checkpoint_connection.get_secret_value(), eh.checkpoint_container
     )
     return consumer_client_receiver(
-        settings.eventhubs_connection.get_secret_value(),
+        eh.connection.get_secret_value(),
         eh.eventhub,
         eh.consumer_group,
         store,

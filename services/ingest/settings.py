@@ -1,8 +1,8 @@
 """Ingest settings: one frozen object from ``ALERTLINE_*`` variables (nested with ``__``).
 
 Secrets (the Event Hubs and checkpoint-store connection strings) are read by reference: a
-file named after the variable in ``ALERTLINE_SECRETS_DIR`` (a mounted Kubernetes Secret), or
-the variable itself; they have no defaults.
+file named after the variable (``ALERTLINE_EVENTHUBS__CONNECTION``) in ``ALERTLINE_SECRETS_DIR``
+(a mounted Kubernetes Secret), or the variable itself; they have no defaults.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ class EventHubsSettings(BaseModel):
     )
     max_batch_size: int = Field(default=100, ge=1)
     max_wait_s: float = Field(default=5.0, gt=0)
+    # Secrets by reference: files ALERTLINE_EVENTHUBS__CONNECTION and
+    # ALERTLINE_EVENTHUBS__CHECKPOINT_CONNECTION in ALERTLINE_SECRETS_DIR (a mounted Secret).
+    connection: SecretStr | None = Field(default=None, description="Event Hubs connection string (listen).")
+    checkpoint_connection: SecretStr | None = Field(
+        default=None, description="Azure Storage connection string for the blob checkpoint store."
+    )
     starting_position: str = Field(
         default="-1", description="Where a partition without checkpoint starts: -1 = earliest."
     )
@@ -86,10 +92,6 @@ class IngestSettings(BaseServiceSettings):
     sqs: SqsSettings = Field(default_factory=SqsSettings)
     pubsub: PubSubSettings = Field(default_factory=PubSubSettings)
     eventhubs: EventHubsSettings = Field(default_factory=EventHubsSettings)
-    # Secrets by reference: ALERTLINE_EVENTHUBS_CONNECTION / ALERTLINE_EVENTHUBS_CHECKPOINT_CONNECTION
-    # (or files of those names in ALERTLINE_SECRETS_DIR).
-    eventhubs_connection: SecretStr | None = None
-    eventhubs_checkpoint_connection: SecretStr | None = None
 
     max_record_bytes: int = Field(
         default=1_000_000, ge=10_000, description="Largest Kafka record produced (the broker default is ~1 MiB)."
@@ -113,8 +115,8 @@ class IngestSettings(BaseServiceSettings):
         if self.eventhubs.enabled:
             if not self.eventhubs.eventhub:
                 missing.append("ALERTLINE_EVENTHUBS__EVENTHUB")
-            if self.eventhubs_connection is None:
-                missing.append("ALERTLINE_EVENTHUBS_CONNECTION")
+            if self.eventhubs.connection is None:
+                missing.append("ALERTLINE_EVENTHUBS__CONNECTION")
         if missing:
             raise ValueError("enabled sources need: " + ", ".join(missing))
         return self
