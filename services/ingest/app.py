@@ -110,6 +110,8 @@ class IngestApp:
     _failed: list[str] = field(default_factory=list)
 
     def _live(self) -> bool:
+        if self._failed:
+            return False
         return self.stop.is_set() or all(t.is_alive() for t in self._threads.values())
 
     def _run_source(self, name: str, run: SourceRun) -> None:
