@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from alertline.clock import Clock, from_millis, utcnow
 from alertline.errors import BadInput, Transient
-from services.ingest.domain import Delivery, Done, ObjectMissing, Outcome, Retry, maybe_gunzip
+from services.ingest.domain import Delivery, ObjectMissing, Outcome, Retry, maybe_gunzip
 from services.ingest.notifications import ObjectRef, s3_objects
 from services.ingest.pipeline import IngestMetrics, Pipeline
 from services.ingest.sources.backoff import Backoff
@@ -119,7 +119,6 @@ class SqsSource:
         self.visibility_timeout_s = visibility_timeout_s
         self.clock = clock
         self.backoff = backoff or Backoff()
-        self.last_poll = clock()
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop``; the batch in hand is finished (and acknowledged) first."""
@@ -139,7 +138,6 @@ class SqsSource:
 
     def poll_once(self) -> bool:
         """One receive + process + acknowledge. True when something must be retried."""
-        self.last_poll = self.clock()
         try:
             resp = self.client.receive_message(
                 QueueUrl=self.queue_url,
@@ -187,7 +185,7 @@ class SqsSource:
         return ok, [(msgs[n], r) for n, r in sorted(retry.items())]
 
     def _deliveries(self, m: dict[str, Any], received_at: datetime) -> list[Delivery]:
-        body: bytes = m.get("Body", "").encode("utf-8", "surrogatepass")
+        body: bytes = m.get("Body", "").encode()
         attrs = m.get("Attributes", {})
         sent = from_millis(int(attrs["SentTimestamp"])) if "SentTimestamp" in attrs else None
         meta = {
@@ -245,5 +243,3 @@ class SqsSource:
             "message not acknowledged; will come again", extra={"message_id": m.get("MessageId"), "reason": r.reason}
         )
 
-
-__all__ = ["Done", "S3Objects", "SqsSource"]
