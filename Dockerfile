@@ -28,6 +28,7 @@ COPY schemas ./schemas
 # Runtime dependencies only, each at its locked version (the lock also pins test and lint tools,
 # which the image does not need). Byte-code is compiled now: the root filesystem is read-only.
 RUN /opt/alertline/bin/pip install --constraint requirements.lock --no-build-isolation . \
+ && /opt/alertline/bin/pip check \
  && /opt/alertline/bin/pip uninstall -y setuptools wheel \
  && /opt/alertline/bin/python -m compileall -q /opt/alertline/lib \
  && cp -r schemas /opt/alertline/schemas
