@@ -22,7 +22,7 @@ CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBE_VERSION = "1.33.0"
 RELEASE = "al"
 # The workloads that run the one image.
-POD_KINDS = {"Deployment", "Job", "CronJob"}
+POD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob"}
 
 
 def helm_binary() -> str:

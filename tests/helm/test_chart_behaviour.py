@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import re
 
+import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helm.chart import CHART, ci, containers, env, named, of_kind, pod_spec, pod_template, render, render_error
+from tests.helm.chart import (
+    CHART,
+    KUBE_VERSION,
+    ci,
+    containers,
+    env,
+    named,
+    of_kind,
+    pod_spec,
+    pod_template,
+    render,
+    render_error,
+)
 
 SERVICES = ("ingest", "evaluate", "enrich", "ticket")
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
@@ -271,3 +284,20 @@ def test_missing_required_settings_fail_with_their_name() -> None:
     assert "GitHub credentials" in render_error(ci("minimal"), sets=("github.tokenSecret.name=",))
     # Shadow mode writes nothing to GitHub, so it needs no write credentials.
     assert render(ci("minimal"), sets=("github.tokenSecret.name=", "ticket.shadow=true"))
+
+
+def test_a_service_can_run_as_a_statefulset_for_a_stable_instance_id() -> None:
+    sets = ("services.ticket.kind=StatefulSet", "services.ticket.autoscaling.enabled=true")
+    docs = render(ci("production"), sets=sets)
+    (sts,) = of_kind(docs, "StatefulSet")
+    assert sts["metadata"]["labels"]["app.kubernetes.io/component"] == "ticket"
+    assert "ticket" not in {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in of_kind(docs, "Deployment")}
+    # Same pod as the Deployment form; only the controller differs.
+    assert pod_template(sts) == pod_template(named(render(ci("production")), "Deployment", "ticket"))
+    assert sts["spec"]["podManagementPolicy"] == "Parallel" and "volumeClaimTemplates" not in sts["spec"]
+    hpa = next(
+        h for h in of_kind(docs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    )
+    assert hpa["spec"]["scaleTargetRef"]["name"] == sts["metadata"]["name"]
+    for doc in (sts, hpa):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)

@@ -569,3 +569,32 @@ volumes:
 {{- toJson $out -}}
 {{- end -}}
 
+
+{{/*
+alertline.servicePodTemplate: the pod template of a long-running service, shared by the
+Deployment and the StatefulSet form. Takes (dict "root" $ "component" name "spec" serviceValues).
+*/}}
+{{- define "alertline.servicePodTemplate" -}}
+{{- $root := .root -}}
+{{- $name := .component -}}
+{{- $svc := .spec -}}
+{{- $annotations := dict -}}
+{{- if eq $name "evaluate" -}}
+{{- /* Rules and lookups are mounted files: a change rolls the pods so every replica runs the same set. */ -}}
+{{- $_ := set $annotations "checksum/rules" (include (print $root.Template.BasePath "/configmap-rules.yaml") $root | sha256sum) -}}
+{{- $_ := set $annotations "checksum/lookups" (include (print $root.Template.BasePath "/configmap-lookups.yaml") $root | sha256sum) -}}
+{{- end -}}
+{{- $annotations = merge $annotations ($svc.podAnnotations | default dict) -}}
+metadata:
+  labels:
+    {{- include "alertline.labels" (dict "root" $root "component" $name) | nindent 4 }}
+    {{- with $svc.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- include "alertline.podSpec" (dict "root" $root "component" $name "spec" $svc "args" (list "run" $name) "http" true) | trim | nindent 2 }}
+{{- end -}}
