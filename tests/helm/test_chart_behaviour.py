@@ -205,6 +205,12 @@ def test_a_digest_pins_the_image() -> None:
     digest = "sha256:" + "a" * 64
     images = {c["name"]: c["image"] for _, c in containers(render(ci("minimal"), sets=(f"image.digest={digest}",)))}
     assert images["ticket"] == f"ghcr.io/alertline/alertline:{APP_VERSION}@{digest}"
+    # The enrich image is another image: it never inherits the runtime image's digest.
+    assert images["enrich"] == f"ghcr.io/alertline/alertline:{APP_VERSION}-enrich"
+    enrich_digest = "sha256:" + "b" * 64
+    sets = (f"image.digest={digest}", f"services.enrich.image.digest={enrich_digest}")
+    images = {c["name"]: c["image"] for _, c in containers(render(ci("minimal"), sets=sets))}
+    assert images["enrich"] == f"ghcr.io/alertline/alertline:{APP_VERSION}-enrich@{enrich_digest}"
 
 
 def test_a_floating_tag_is_refused() -> None:

@@ -65,7 +65,12 @@ appVersion, so an upgrade of the chart is an upgrade of the image and nothing fl
 Takes (dict "root" $ "image" componentImageOverrides).
 */}}
 {{- define "alertline.image" -}}
-{{- $img := merge (dict) (deepCopy (.image | default dict)) (deepCopy .root.Values.image) -}}
+{{- $own := .image | default dict -}}
+{{- $img := merge (dict) (deepCopy $own) (deepCopy .root.Values.image) -}}
+{{- if and $own.variant (ne (toString $own.variant) (toString .root.Values.image.variant)) (not $own.digest) -}}
+{{- /* Another variant is another image: the shared digest would pull the wrong one. */ -}}
+{{- $_ := set $img "digest" "" -}}
+{{- end -}}
 {{- $tag := default .root.Chart.AppVersion $img.tag | toString -}}
 {{- if eq $tag "latest" -}}
 {{- fail "image.tag \"latest\" floats; pin a version (or leave empty for the chart's appVersion)" -}}
