@@ -35,3 +35,7 @@ def topic(prefix: str, name: str) -> str:
 
 def group(prefix: str, service: str) -> str:
     return f"{prefix}{service}"
+
+
+# The input topic of each consuming service (its consumer group is ``group(prefix, service)``).
+SERVICE_INPUTS: dict[str, str] = {"evaluate": "alerts", "enrich": "evaluated", "ticket": "enriched"}
