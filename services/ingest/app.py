@@ -65,8 +65,8 @@ class Wiring:
             topics=Topics.for_prefix(s.kafka.topic_prefix),
             metrics=self.metrics,
             clock=self.clock,
-            max_record_bytes=s.max_record_bytes,
-            dead_letter_budget_bytes=s.dead_letter_budget_bytes,
+            max_record_bytes=s.ingest.max_record_bytes,
+            dead_letter_budget_bytes=s.ingest.dead_letter_budget_bytes,
             crash_after_publish=s.test_crash_after_publish,
         )
 
@@ -94,7 +94,10 @@ def wire(
 
         codec = codec_for(settings.kafka)
     registry = registry or CollectorRegistry()
-    s3 = aws.client("s3", settings.aws, settings.archive.region)
+    archive_aws = settings.aws.model_copy(
+        update={"endpoint_url": settings.archive.endpoint_url or settings.aws.endpoint_url}
+    )
+    s3 = aws.client("s3", archive_aws, settings.archive.region)
     return Wiring(
         settings, codec, normalize, registry, IngestMetrics(registry), clock, S3Archive(s3, settings.archive.bucket)
     )
@@ -140,7 +143,10 @@ class IngestApp:
             self._threads[name] = t
             t.start()
         if not self.sources:
-            log.warning("no source enabled (ALERTLINE_SQS__ENABLED, ..._PUBSUB__ENABLED, ..._EVENTHUBS__ENABLED)")
+            log.warning(
+                "no source configured (ALERTLINE_INGEST__SQS__QUEUE_URLS, ..._PUBSUB__SUBSCRIPTIONS, "
+                "..._EVENTHUBS__FULLY_QUALIFIED_NAMESPACE)"
+            )
         try:
             while not self.stop.wait(0.5):
                 pass
@@ -171,38 +177,43 @@ def build(
     rt = settings.runtime
     stop = threading.Event()
     sources: dict[str, SourceRun] = {}
-    if settings.sqs.enabled:
-        sqs = SqsSource(
-            aws.client("sqs", settings.aws),
-            settings.sqs.queue_url,
-            w.pipeline("sqs"),
-            S3Objects(aws.client("s3", settings.aws), settings.sqs.max_object_bytes),
-            w.metrics,
-            wait_s=settings.sqs.wait_s,
-            max_messages=settings.sqs.max_messages,
-            visibility_timeout_s=settings.sqs.visibility_timeout_s,
-            clock=clock,
-            backoff=Backoff(rt.backoff_initial_s, rt.backoff_max_s),
-        )
-        sources["sqs"] = sqs.run
-    if settings.pubsub.enabled:
+    src = settings.ingest
+    if src.sqs.queue_urls:
+        sqs_client = aws.client("sqs", settings.aws)
+        objects = S3Objects(aws.client("s3", settings.aws), src.sqs.max_object_bytes)
+        for n, url in enumerate(src.sqs.queue_urls):
+            sqs = SqsSource(
+                sqs_client,
+                url,
+                w.pipeline(f"sqs-{n}"),
+                objects,
+                w.metrics,
+                wait_s=src.sqs.wait_s,
+                max_messages=src.sqs.max_messages,
+                visibility_timeout_s=src.sqs.visibility_timeout_s,
+                clock=clock,
+                backoff=Backoff(rt.backoff_initial_s, rt.backoff_max_s),
+            )
+            sources[f"sqs-{n}"] = sqs.run
+    if src.pubsub.subscriptions:
         if pubsub_subscriber is None:
             from google.cloud import pubsub_v1
 
             # PUBSUB_EMULATOR_HOST (the library's own switch) points it at a local server.
             pubsub_subscriber = pubsub_v1.SubscriberClient()
-        ps = PubSubSource(
-            pubsub_subscriber,
-            settings.pubsub.subscription,
-            [w.pipeline(f"pubsub-{n}") for n in range(settings.pubsub.concurrency)],
-            w.metrics,
-            max_messages=settings.pubsub.max_messages,
-            clock=clock,
-            backoff_initial_s=rt.backoff_initial_s,
-            backoff_max_s=rt.backoff_max_s,
-        )
-        sources["pubsub"] = ps.run
-    if settings.eventhubs.enabled:
+        for n, sub in enumerate(src.pubsub.subscriptions):
+            ps = PubSubSource(
+                pubsub_subscriber,
+                sub,
+                [w.pipeline(f"pubsub-{n}-{k}") for k in range(src.pubsub.concurrency)],
+                w.metrics,
+                max_messages=src.pubsub.max_messages,
+                clock=clock,
+                backoff_initial_s=rt.backoff_initial_s,
+                backoff_max_s=rt.backoff_max_s,
+            )
+            sources[f"pubsub-{n}"] = ps.run
+    if src.eventhubs.fully_qualified_namespace:
         receiver = eventhubs_receiver or _production_eventhubs(settings)
         handler = EventHubsHandler(
             w.pipeline("eventhubs"), w.metrics, stop, clock=clock,
@@ -213,24 +224,29 @@ def build(
 
 
 def _production_eventhubs(settings: IngestSettings) -> Receiver:
-    eh = settings.eventhubs
-    if eh.connection is None:
-        raise ConfigError("ALERTLINE_EVENTHUBS__CONNECTION is required")
-    if eh.checkpoint_connection is None or not eh.checkpoint_container:
-        raise ConfigError(
-            "Event Hubs needs a durable checkpoint store: ALERTLINE_EVENTHUBS__CHECKPOINT_CONNECTION and "
-            "ALERTLINE_EVENTHUBS__CHECKPOINT_CONTAINER (Azure Blob Storage)"
-        )
+    """The real consumer: connection strings when given, else Workload Identity."""
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
-    store = BlobCheckpointStore.from_connection_string(
-        eh.checkpoint_connection.get_secret_value(), eh.checkpoint_container
-    )
+    eh = settings.ingest.eventhubs
+    account, container = eh.checkpoint_account_and_container()
+    credential: Any = None
+    if eh.connection_string is None or eh.checkpoint_connection_string is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    if eh.checkpoint_connection_string is not None:
+        store = BlobCheckpointStore.from_connection_string(
+            eh.checkpoint_connection_string.get_secret_value(), container
+        )
+    else:
+        store = BlobCheckpointStore(account, container, credential=credential)
     return consumer_client_receiver(
-        eh.connection.get_secret_value(),
-        eh.eventhub,
+        eh.fully_qualified_namespace,
+        eh.eventhub_name,
         eh.consumer_group,
         store,
+        connection_string=eh.connection_string.get_secret_value() if eh.connection_string else None,
+        credential=credential,
         max_batch_size=eh.max_batch_size,
         max_wait_s=eh.max_wait_s,
         starting_position=eh.starting_position,

@@ -1,11 +1,16 @@
 """Ingest settings: one frozen object from ``ALERTLINE_*`` variables (nested with ``__``).
 
-Secrets (the Event Hubs and checkpoint-store connection strings) are read by reference: a
-file named after the variable (``ALERTLINE_EVENTHUBS__CONNECTION``) in ``ALERTLINE_SECRETS_DIR``
-(a mounted Kubernetes Secret), or the variable itself; they have no defaults.
+The names are the ones the Helm chart sets (deploy/helm/alertline/templates/_helpers.tpl): a
+source is on when it is configured (queue URLs, subscriptions, an Event Hubs namespace).
+Secrets (Event Hubs and checkpoint-store connection strings) come by reference: a Kubernetes
+``secretKeyRef`` into the variable, or a file of the variable's name in
+``ALERTLINE_SECRETS_DIR``; without them the Azure clients use Workload Identity
+(``DefaultAzureCredential``). No credential has a default.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -15,108 +20,102 @@ from alertline.settings import BaseServiceSettings
 class ArchiveSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    bucket: str = Field(
-        default="", description="S3 bucket that receives every raw delivery before anything is published."
-    )
-    prefix: str = Field(default="raw/", description="Key prefix; keys are <prefix><source>/YYYY/MM/DD/<sha256>.json.")
-    region: str | None = Field(None, description="AWS region of the bucket (default: the SDK's).")
+    bucket: str = Field(default="", description="S3 bucket receiving every raw delivery before anything is published.")
+    prefix: str = Field(default="raw/", description="Key prefix: <prefix><source>/YYYY/MM/DD/<sha256>.json.")
+    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint of the archive.")
+    region: str | None = Field(default=None, description="Region of the archive bucket (default: the SDK's).")
 
 
 class AwsSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    endpoint_url: str | None = Field(None, description="Override the S3/SQS endpoint (moto, LocalStack) for local use.")
-    region: str | None = Field(None, description="AWS region (default: the SDK's resolution chain).")
+    endpoint_url: str | None = Field(default=None, description="SQS/S3 endpoint override (moto, LocalStack).")
+    region: str | None = Field(default=None, description="Region (default: AWS_REGION / the SDK's chain).")
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = Field(
-        default=30.0, description="Must exceed sqs.wait_s (long polling holds the request open)."
-    )
+    read_timeout_s: float = Field(default=30.0, description="Must exceed ingest.sqs.wait_s (long polls).")
 
 
 class SqsSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    enabled: bool = False
-    queue_url: str = ""
-    wait_s: int = Field(
-        default=20, ge=0, le=20, description="Long-polling wait (WaitTimeSeconds); bounds SIGTERM drain too."
-    )
-    max_messages: int = Field(default=10, ge=1, le=10)
+    queue_urls: list[str] = Field(default_factory=list, description="Queues to poll; empty disables SQS.")
+    wait_s: int = Field(default=20, ge=0, le=20, description="Long-poll wait; also bounds the SIGTERM drain.")
+    max_messages: int = Field(default=10, ge=1, le=10, description="Messages per receive = one transaction.")
     visibility_timeout_s: int = Field(
-        default=120,
-        ge=2,
-        le=43200,
-        description="Requested per receive; extended while a message is still being processed.",
+        default=120, ge=2, le=43200, description="Requested per receive; extended while still processing."
     )
-    max_object_bytes: int = Field(
-        default=256 * 1024 * 1024, description="Largest (decompressed) S3 object read from a notification."
-    )
+    max_object_bytes: int = Field(default=256 * 1024 * 1024, description="Largest (decompressed) S3 object read.")
 
 
 class PubSubSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    enabled: bool = False
-    subscription: str = Field(default="", description="projects/<project>/subscriptions/<name>")
-    max_messages: int = Field(default=100, ge=1, description="Flow control: messages leased at once.")
-    concurrency: int = Field(
-        default=4, ge=1, le=64, description="Callbacks (and Kafka transactional producers) in parallel."
+    subscriptions: list[str] = Field(
+        default_factory=list, description="projects/<p>/subscriptions/<s>; empty disables Pub/Sub."
     )
+    max_messages: int = Field(default=100, ge=1, description="Flow control: messages leased at once.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Callbacks (each with a producer) in parallel.")
 
 
 class EventHubsSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    enabled: bool = False
-    eventhub: str = Field(default="", description="Event Hub name (the export target of Defender for Cloud).")
+    fully_qualified_namespace: str = Field(default="", description="<ns>.servicebus.windows.net; empty disables.")
+    eventhub_name: str = ""
     consumer_group: str = "$Default"
-    checkpoint_container: str = Field(
-        default="", description="Blob container holding checkpoints and partition ownership."
+    connection_string: SecretStr | None = Field(default=None, description="Listen connection string (secret).")
+    checkpoint_container_url: str = Field(
+        default="", description="https://<account>.blob.core.windows.net/<container> for checkpoints."
     )
+    checkpoint_connection_string: SecretStr | None = Field(default=None, description="Storage connection (secret).")
     max_batch_size: int = Field(default=100, ge=1)
     max_wait_s: float = Field(default=5.0, gt=0)
-    # Secrets by reference: files ALERTLINE_EVENTHUBS__CONNECTION and
-    # ALERTLINE_EVENTHUBS__CHECKPOINT_CONNECTION in ALERTLINE_SECRETS_DIR (a mounted Secret).
-    connection: SecretStr | None = Field(default=None, description="Event Hubs connection string (listen).")
-    checkpoint_connection: SecretStr | None = Field(
-        default=None, description="Azure Storage connection string for the blob checkpoint store."
-    )
-    starting_position: str = Field(
-        default="-1", description="Where a partition without checkpoint starts: -1 = earliest."
-    )
+    starting_position: str = Field(default="-1", description="Start of a partition without checkpoint (-1: earliest).")
+
+    def checkpoint_account_and_container(self) -> tuple[str, str]:
+        u = urlsplit(self.checkpoint_container_url)
+        container = u.path.strip("/").split("/", 1)[0]
+        return f"{u.scheme}://{u.netloc}", container
 
 
-class IngestSettings(BaseServiceSettings):
-    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)  # type: ignore[arg-type]
-    aws: AwsSettings = Field(default_factory=AwsSettings)  # type: ignore[arg-type]
+class IngestSourceSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     sqs: SqsSettings = Field(default_factory=SqsSettings)
     pubsub: PubSubSettings = Field(default_factory=PubSubSettings)
     eventhubs: EventHubsSettings = Field(default_factory=EventHubsSettings)
-
     max_record_bytes: int = Field(
-        default=1_000_000, ge=10_000, description="Largest Kafka record produced (the broker default is ~1 MiB)."
+        default=1_000_000, ge=10_000, description="Largest Kafka record produced (broker default ~1 MiB)."
     )
     dead_letter_budget_bytes: int = Field(
-        default=16 * 1024 * 1024, description="Original bytes copied into the dead letters of one delivery, at most."
-    )
-    test_crash_after_publish: bool = Field(
-        default=False,
-        description="TEST ONLY: os._exit(137) right after a Kafka commit and before the source ack, "
-        "so tests can show a crash there loses nothing.",
+        default=16 * 1024 * 1024, description="Original bytes copied into the dead letters of one delivery."
     )
 
     @model_validator(mode="after")
-    def _check(self) -> IngestSettings:
-        missing = []
-        if self.sqs.enabled and not self.sqs.queue_url:
-            missing.append("ALERTLINE_SQS__QUEUE_URL")
-        if self.pubsub.enabled and not self.pubsub.subscription:
-            missing.append("ALERTLINE_PUBSUB__SUBSCRIPTION")
-        if self.eventhubs.enabled:
-            if not self.eventhubs.eventhub:
-                missing.append("ALERTLINE_EVENTHUBS__EVENTHUB")
-            if self.eventhubs.connection is None:
-                missing.append("ALERTLINE_EVENTHUBS__CONNECTION")
-        if missing:
-            raise ValueError("enabled sources need: " + ", ".join(missing))
+    def _check(self) -> IngestSourceSettings:
+        eh = self.eventhubs
+        if eh.fully_qualified_namespace:
+            missing = [
+                name
+                for name, value in (
+                    ("ALERTLINE_INGEST__EVENTHUBS__EVENTHUB_NAME", eh.eventhub_name),
+                    ("ALERTLINE_INGEST__EVENTHUBS__CHECKPOINT_CONTAINER_URL", eh.checkpoint_container_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError("Event Hubs needs " + ", ".join(missing))
+            if not all(eh.checkpoint_account_and_container()):
+                raise ValueError("ALERTLINE_INGEST__EVENTHUBS__CHECKPOINT_CONTAINER_URL must name a container")
         return self
+
+
+class IngestSettings(BaseServiceSettings):
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    ingest: IngestSourceSettings = Field(default_factory=IngestSourceSettings)
+    test_crash_after_publish: bool = Field(
+        default=False,
+        description="TEST ONLY (ALERTLINE_TEST_CRASH_AFTER_PUBLISH): os._exit(137) right after a Kafka commit, "
+        "before the source ack, so tests can show a crash there loses nothing.",
+    )

@@ -130,11 +130,13 @@ Receiver = Callable[[EventHubsHandler, threading.Event], None]
 
 
 def consumer_client_receiver(
-    connection: str,
+    fully_qualified_namespace: str,
     eventhub: str,
     consumer_group: str,
     checkpoint_store: Any,
     *,
+    connection_string: str | None,
+    credential: Any,
     max_batch_size: int,
     max_wait_s: float,
     starting_position: str,
@@ -142,9 +144,15 @@ def consumer_client_receiver(
     def receive(handler: EventHubsHandler, stop: threading.Event) -> None:
         from azure.eventhub import EventHubConsumerClient
 
-        client = EventHubConsumerClient.from_connection_string(
-            connection, consumer_group=consumer_group, eventhub_name=eventhub, checkpoint_store=checkpoint_store
-        )
+        if connection_string is not None:
+            client = EventHubConsumerClient.from_connection_string(
+                connection_string, consumer_group=consumer_group, eventhub_name=eventhub,
+                checkpoint_store=checkpoint_store,
+            )  # fmt: skip
+        else:
+            client = EventHubConsumerClient(
+                fully_qualified_namespace, eventhub, consumer_group, credential, checkpoint_store=checkpoint_store
+            )
 
         def close_on_stop() -> None:
             stop.wait()

@@ -242,4 +242,3 @@ class SqsSource:
         log.warning(
             "message not acknowledged; will come again", extra={"message_id": m.get("MessageId"), "reason": r.reason}
         )
-

@@ -36,7 +36,7 @@ def test_service_serves_health_and_metrics_and_drains_on_stop(
         kafka=kafka_settings,
         runtime={"http_port": 0, "http_host": "127.0.0.1", "instance_id": "app-test"},
         archive={"bucket": bucket},
-        sqs={"enabled": True, "queue_url": queue, "wait_s": 1},
+        ingest={"sqs": {"queue_urls": [queue], "wait_s": 1}},
     )
     app = build(settings, normalize=standin.normalize, codec=CODEC)
     code: list[int] = []

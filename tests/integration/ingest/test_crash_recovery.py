@@ -98,11 +98,10 @@ def test_sqs_crash_between_kafka_commit_and_delete_loses_nothing(
         return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]) == 0
 
     env = _env(kafka_settings, moto_endpoint, bucket) | {
-        "ALERTLINE_SQS__ENABLED": "true",
-        "ALERTLINE_SQS__QUEUE_URL": queue,
-        "ALERTLINE_SQS__WAIT_S": "1",
-        "ALERTLINE_SQS__MAX_MESSAGES": "2",
-        "ALERTLINE_SQS__VISIBILITY_TIMEOUT_S": "3",
+        "ALERTLINE_INGEST__SQS__QUEUE_URLS": json.dumps([queue]),
+        "ALERTLINE_INGEST__SQS__WAIT_S": "1",
+        "ALERTLINE_INGEST__SQS__MAX_MESSAGES": "2",
+        "ALERTLINE_INGEST__SQS__VISIBILITY_TIMEOUT_S": "3",
     }
     _crash_then_recover(env, drained, kafka_settings)
 
@@ -129,9 +128,8 @@ def test_pubsub_crash_between_kafka_commit_and_ack_loses_nothing(
         pubsub.publish(topic, body)
     env = _env(kafka_settings, moto_endpoint, bucket) | {
         "PUBSUB_EMULATOR_HOST": pubsub.host,
-        "ALERTLINE_PUBSUB__ENABLED": "true",
-        "ALERTLINE_PUBSUB__SUBSCRIPTION": sub,
-        "ALERTLINE_PUBSUB__CONCURRENCY": "1",
+        "ALERTLINE_INGEST__PUBSUB__SUBSCRIPTIONS": json.dumps([sub]),
+        "ALERTLINE_INGEST__PUBSUB__CONCURRENCY": "1",
     }
     _crash_then_recover(env, lambda: pubsub.stats(sub).acked == N, kafka_settings)
     assert max(pubsub.stats(sub).deliveries.values()) >= 2, "unacked messages were redelivered after their lease"
@@ -154,9 +152,10 @@ def test_eventhubs_crash_between_kafka_commit_and_checkpoint_loses_nothing(
         return {c["partition_id"]: c["sequence_number"] for c in cps} == {"0": N // 2 - 1, "1": N // 2 - 1}
 
     env = _env(kafka_settings, moto_endpoint, bucket) | {
-        "ALERTLINE_EVENTHUBS__ENABLED": "true",
-        "ALERTLINE_EVENTHUBS__EVENTHUB": "defender-export",
-        "ALERTLINE_EVENTHUBS__CONNECTION": "unused: the receiver is driven at the SDK boundary",
+        # The receiver is driven at the SDK boundary (ingest_proc.py); these only switch the source on.
+        "ALERTLINE_INGEST__EVENTHUBS__FULLY_QUALIFIED_NAMESPACE": "alertline-demo.servicebus.windows.net",
+        "ALERTLINE_INGEST__EVENTHUBS__EVENTHUB_NAME": "defender-export",
+        "ALERTLINE_INGEST__EVENTHUBS__CHECKPOINT_CONTAINER_URL": "https://unused.blob.core.windows.net/checkpoints",
         "INGEST_TEST_EVENTHUB_DIR": str(tmp_path / "hub"),
         "INGEST_TEST_CHECKPOINTS": str(tmp_path / "checkpoints.json"),
     }
