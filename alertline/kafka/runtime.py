@@ -188,8 +188,6 @@ class Runner:
     def _new_consumer(self) -> Consumer:
         conf = self.kafka.client_config() | {
             "group.id": self.stage.group_id,
-            # Static membership: a restarted replica takes its partitions back without a rebalance.
-            "group.instance.id": f"{self.stage.group_id}-{self.rt.instance_id}",
             "session.timeout.ms": self.rt.session_timeout_ms,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -199,6 +197,9 @@ class Runner:
             "stats_cb": self._on_stats,
             "max.poll.interval.ms": 600000,
         }
+        if self.rt.static_membership:
+            # A restarted replica with the same stable id takes its partitions back without a rebalance.
+            conf["group.instance.id"] = f"{self.stage.group_id}-{self.rt.instance_id}"
         return Consumer(conf)
 
     def _retry_forever(self, what: str, fn: Callable[[], Any]) -> Any:
