@@ -16,9 +16,9 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -55,7 +55,7 @@ class Target:
     port: int
     scheme: str | None = None
     path: str = "/"
-    context: Mapping[str, str] = field(default_factory=dict)
+    context: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
