@@ -326,7 +326,7 @@ class Runner:
             records.append(Record(topic, part, offset, m.key(), value, _headers(m), m.timestamp()[1]))
         try:
             self.stage.prepare(records)
-        except Exception:  # noqa: BLE001 - advisory step: each handler still does (and reports) its own work
+        except Exception:
             log.exception("prepare failed; handlers run without it", extra={"records": len(records)})
         return decoded
 

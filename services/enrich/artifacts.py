@@ -20,23 +20,32 @@ class ArtifactStore(Protocol):
 
 class S3Artifacts:
     def __init__(
-        self, bucket: str, prefix: str = "screenshots/", endpoint_url: str | None = None,
-        region: str | None = None, client: Any = None,
-    ) -> None:  # fmt: skip
+        self,
+        bucket: str,
+        prefix: str = "screenshots/",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
         self._s3 = client or boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region,
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
             config=Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 3}),
-        )  # fmt: skip
+        )
 
     def put_png(self, data: bytes, identity: str) -> str:
         key = f"{self.prefix}{hashlib.sha256(data).hexdigest()}.png"
         try:
             self._s3.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType="image/png",
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType="image/png",
                 Metadata={"alertline-identity": identity[:512]},
-            )  # fmt: skip
+            )
         except (ClientError, BotoCoreError) as exc:
             raise ArtifactError(f"put s3://{self.bucket}/{key}: {exc}") from exc
         return f"s3://{self.bucket}/{key}"

@@ -55,8 +55,9 @@ def fingerprint(view: Any) -> str:
 
 
 def error_finding(enricher: str, subject: str, message: str, now: datetime) -> Finding:
-    return Finding(enricher, subject, f"{enricher} failed for {subject}: {message}"[:500], "error",
-                   {"error": message}, "", now)  # fmt: skip
+    return Finding(
+        enricher, subject, f"{enricher} failed for {subject}: {message}"[:500], "error", {"error": message}, "", now
+    )
 
 
 def short_time(dt: datetime) -> str:
@@ -70,23 +71,50 @@ class Selection:
 
     exposure_control_ids: tuple[str, ...] = ("EC2.13", "EC2.14", "EC2.18", "EC2.19", "EC2.53", "EC2.54")
     exposure_finding_types: tuple[str, ...] = (
-        "Recon:EC2/PortProbeUnprotectedPort", "Recon:EC2/PortProbeEMRUnprotectedPort",
-        "OPEN_FIREWALL", "OPEN_*_PORT", "PUBLIC_IP_ADDRESS", "alertline.scan/open-*", "*open-ingress*",
-    )  # fmt: skip
+        "Recon:EC2/PortProbeUnprotectedPort",
+        "Recon:EC2/PortProbeEMRUnprotectedPort",
+        "OPEN_FIREWALL",
+        "OPEN_*_PORT",
+        "PUBLIC_IP_ADDRESS",
+        "alertline.scan/open-*",
+        "*open-ingress*",
+    )
     intrusion_products: tuple[str, ...] = ("guardduty", "defender")
     intrusion_finding_types: tuple[str, ...] = (
-        "UnauthorizedAccess:*", "Recon:*", "Backdoor:*", "CryptoCurrency:*", "Trojan:*", "Impact:*",
-        "CredentialAccess:*", "Discovery:*", "Exfiltration:*", "PenTest:*", "Persistence:*",
-        "PrivilegeEscalation:*", "Stealth:*", "DefenseEvasion:*", "Execution:*", "InitialAccess:*",
-    )  # fmt: skip
+        "UnauthorizedAccess:*",
+        "Recon:*",
+        "Backdoor:*",
+        "CryptoCurrency:*",
+        "Trojan:*",
+        "Impact:*",
+        "CredentialAccess:*",
+        "Discovery:*",
+        "Exfiltration:*",
+        "PenTest:*",
+        "Persistence:*",
+        "PrivilegeEscalation:*",
+        "Stealth:*",
+        "DefenseEvasion:*",
+        "Execution:*",
+        "InitialAccess:*",
+    )
     # Ports assumed when the alert names a control but no port (EC2.13: 22, EC2.14: 3389, ...).
     implied_ports: Mapping[str, tuple[int, ...]] = field(
         default_factory=lambda: {
-            "EC2.13": (22,), "EC2.14": (3389,), "OPEN_SSH_PORT": (22,), "OPEN_RDP_PORT": (3389,),
-            "OPEN_TELNET_PORT": (23,), "OPEN_MYSQL_PORT": (3306,), "OPEN_POSTGRESQL_PORT": (5432,),
-            "OPEN_REDIS_PORT": (6379,), "OPEN_MONGODB_PORT": (27017,), "OPEN_HTTP_PORT": (80,),
-            "OPEN_ELASTICSEARCH_PORT": (9200,), "OPEN_FTP_PORT": (21,), "OPEN_SMTP_PORT": (25,),
-        }  # fmt: skip
+            "EC2.13": (22,),
+            "EC2.14": (3389,),
+            "OPEN_SSH_PORT": (22,),
+            "OPEN_RDP_PORT": (3389,),
+            "OPEN_TELNET_PORT": (23,),
+            "OPEN_MYSQL_PORT": (3306,),
+            "OPEN_POSTGRESQL_PORT": (5432,),
+            "OPEN_REDIS_PORT": (6379,),
+            "OPEN_MONGODB_PORT": (27017,),
+            "OPEN_HTTP_PORT": (80,),
+            "OPEN_ELASTICSEARCH_PORT": (9200,),
+            "OPEN_FTP_PORT": (21,),
+            "OPEN_SMTP_PORT": (25,),
+        }
     )
     default_ports: tuple[int, ...] = (22, 80, 443, 3389)
 
@@ -198,9 +226,15 @@ def exposure_summary(data: Mapping[str, Any]) -> tuple[str, str]:
 def exposure_finding(data: Mapping[str, Any], now: datetime, artifacts: Mapping[str, str] | None = None) -> Finding:
     summary, verdict = exposure_summary(data)
     return Finding(
-        "exposure", str(data.get("target")), summary, verdict, data, fingerprint(exposure_view(data)), now,
+        "exposure",
+        str(data.get("target")),
+        summary,
+        verdict,
+        data,
+        fingerprint(exposure_view(data)),
+        now,
         dict(artifacts or {}),
-    )  # fmt: skip
+    )
 
 
 def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
@@ -217,8 +251,12 @@ def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> st
         return f"port {port} now open on {target}: {exposure_summary(new)[0]}"
     changes: list[str] = []
     oh, nh = ov.get("http") or {}, nv.get("http") or {}
-    for key, label in (("status", "HTTP status"), ("title", "HTTP title"), ("server", "server header"),
-                       ("final_url", "final URL")):  # fmt: skip
+    for key, label in (
+        ("status", "HTTP status"),
+        ("title", "HTTP title"),
+        ("server", "server header"),
+        ("final_url", "final URL"),
+    ):
         if oh.get(key) != nh.get(key):
             changes.append(f"{label} changed: {oh.get(key)!r} → {nh.get(key)!r}")
     if oh.get("redirects") != nh.get("redirects"):
@@ -233,8 +271,9 @@ def describe_change(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> st
 
 
 # ---------------------------------------------------------------------------- reputation
-def reputation_summary(ip: str, listed: Sequence[Mapping[str, Any]], unavailable: Sequence[str],
-                       now: datetime) -> tuple[str, str]:  # fmt: skip
+def reputation_summary(
+    ip: str, listed: Sequence[Mapping[str, Any]], unavailable: Sequence[str], now: datetime
+) -> tuple[str, str]:
     when = short_time(now)
     if listed:
         words = []
@@ -250,8 +289,9 @@ def reputation_summary(ip: str, listed: Sequence[Mapping[str, Any]], unavailable
 
 
 # ---------------------------------------------------------------------------- actor
-_ACTOR_ATTR = re.compile(r"(remote|actor|caller|useragent|user_agent|organization|asn|country|city|isp|principal)",
-                         re.I)  # fmt: skip
+_ACTOR_ATTR = re.compile(
+    r"(remote|actor|caller|useragent|user_agent|organization|asn|country|city|isp|principal)", re.I
+)
 
 
 def actor_context(alert: Alert, findings: Sequence[Finding], now: datetime) -> Finding:
@@ -272,9 +312,13 @@ def actor_context(alert: Alert, findings: Sequence[Finding], now: datetime) -> F
         ips.append({"ip": ip, "known_for": [f"{f.enricher}: {f.summary}" for f in known]})
     said = {k: v for k, v in sorted(alert["attributes"].items()) if _ACTOR_ATTR.search(k)}
     data = {
-        "finding_type": alert["finding_type"], "product": alert["product"], "ips": ips,
-        "domains": list(ind["domains"]), "principals": list(ind["users"]), "alert_says": said,
-    }  # fmt: skip
+        "finding_type": alert["finding_type"],
+        "product": alert["product"],
+        "ips": ips,
+        "domains": list(ind["domains"]),
+        "principals": list(ind["users"]),
+        "alert_says": said,
+    }
     bits = []
     for entry in ips:
         notes = [k.split(": ", 1)[1] for k in entry["known_for"] if " no configured list" not in k]
@@ -285,13 +329,18 @@ def actor_context(alert: Alert, findings: Sequence[Finding], now: datetime) -> F
         bits.append("domain " + ", ".join(ind["domains"]))
     summary = f"Actor in {alert['finding_type'] or alert['title']}: " + "; ".join(bits)
     subject = ",".join(ind["ips"] + ind["users"] + ind["domains"])[:200] or alert["identity"]
-    view = {"ips": [{"ip": e["ip"], "known": sorted(e["known_for"])} for e in ips], "users": ind["users"],
-            "domains": ind["domains"]}  # fmt: skip
+    view = {
+        "ips": [{"ip": e["ip"], "known": sorted(e["known_for"])} for e in ips],
+        "users": ind["users"],
+        "domains": ind["domains"],
+    }
     return Finding("actor", subject, summary[:1000], verdict, data, fingerprint(view), now)
 
 
 # ---------------------------------------------------------------------------- output + re-check state
-def enriched(kind: str, alert: Alert, decision: Decision, enrichments: list[Enrichment], now: datetime) -> EnrichedAlert:
+def enriched(
+    kind: str, alert: Alert, decision: Decision, enrichments: list[Enrichment], now: datetime
+) -> EnrichedAlert:
     return {"kind": kind, "alert": alert, "decision": decision, "enrichments": enrichments, "enriched_at": now}
 
 
@@ -299,15 +348,28 @@ def combined_fingerprint(results: Iterable[Mapping[str, Any]]) -> str:
     return fingerprint(sorted((r["subject"], r["fingerprint"]) for r in results))
 
 
-def new_state(alert: Alert, decision: Decision, targets: list[dict[str, Any]], findings: Sequence[Finding],
-              now: datetime, interval: timedelta) -> dict[str, Any]:  # fmt: skip
+def new_state(
+    alert: Alert,
+    decision: Decision,
+    targets: list[dict[str, Any]],
+    findings: Sequence[Finding],
+    now: datetime,
+    interval: timedelta,
+) -> dict[str, Any]:
     """Re-check state after a fresh alert: what to probe again, the result to compare with, when."""
     results = [f.to_enrichment() for f in findings if f.enricher == "exposure" and f.verdict != "error"]
     return {
-        "identity": alert["identity"], "alert": alert, "decision": decision, "targets": targets,
-        "results": results, "fingerprint": combined_fingerprint(results), "last_checked_at": now,
-        "next_check_at": now + interval, "checks": 0, "last_alert_at": now,
-    }  # fmt: skip
+        "identity": alert["identity"],
+        "alert": alert,
+        "decision": decision,
+        "targets": targets,
+        "results": results,
+        "fingerprint": combined_fingerprint(results),
+        "last_checked_at": now,
+        "next_check_at": now + interval,
+        "checks": 0,
+        "last_alert_at": now,
+    }
 
 
 @dataclass(frozen=True)
@@ -316,8 +378,9 @@ class RecheckOutcome:
     changes: list[Enrichment]
 
 
-def recheck(state: Mapping[str, Any], findings: Sequence[Finding], now: datetime,
-            interval: timedelta) -> RecheckOutcome:  # fmt: skip
+def recheck(
+    state: Mapping[str, Any], findings: Sequence[Finding], now: datetime, interval: timedelta
+) -> RecheckOutcome:
     """Compare a re-check with the stored result: changed subjects become enrichments with
     ``changed_from``; errors keep the stored result (an outage is not a change)."""
     old = {r["subject"]: r for r in state["results"]}
@@ -338,9 +401,12 @@ def recheck(state: Mapping[str, Any], findings: Sequence[Finding], now: datetime
     results = sorted(merged.values(), key=lambda r: r["subject"])
     out = dict(state)
     out.update(
-        results=results, fingerprint=combined_fingerprint(results), last_checked_at=now,
-        next_check_at=now + interval, checks=int(state.get("checks", 0)) + 1,
-    )  # fmt: skip
+        results=results,
+        fingerprint=combined_fingerprint(results),
+        last_checked_at=now,
+        next_check_at=now + interval,
+        checks=int(state.get("checks", 0)) + 1,
+    )
     return RecheckOutcome(out, changes)
 
 

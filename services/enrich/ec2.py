@@ -98,9 +98,12 @@ class Ec2Resolver:
         region = ref.region or self.cfg.default_region
         try:
             ec2 = self._session.client(
-                "ec2", region_name=region, endpoint_url=self.cfg.endpoint_url, config=self._botocfg,
+                "ec2",
+                region_name=region,
+                endpoint_url=self.cfg.endpoint_url,
+                config=self._botocfg,
                 **self._credentials(ref.account),
-            )  # fmt: skip
+            )
             pages = ec2.get_paginator("describe_network_interfaces").paginate(
                 Filters=[{"Name": "group-id", "Values": [ref.group_id]}]
             )

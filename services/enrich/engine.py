@@ -59,7 +59,7 @@ class Enricher(Protocol):
         ...
 
 
-class RateLimited(Exception):  # noqa: N818 - a condition reported by an enricher
+class RateLimited(Exception):
     """Raised by an enricher when its remote API says "slow down"; pauses its bucket."""
 
     def __init__(self, message: str, retry_after: float) -> None:
@@ -135,7 +135,9 @@ class _Slot:
     def __init__(self, enricher: Enricher) -> None:
         self.enricher = enricher
         lim = enricher.limits
-        self.pool = ThreadPoolExecutor(max_workers=max(1, lim.concurrency), thread_name_prefix=f"enrich-{enricher.name}")
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, lim.concurrency), thread_name_prefix=f"enrich-{enricher.name}"
+        )
         self.bucket = TokenBucket(lim.rate_per_s, lim.burst)
         self.cache = TtlCache(lim.cache_ttl_s, lim.cache_size)
         self.in_flight = 0
@@ -167,7 +169,7 @@ class Engine:
         for e in self.enrichers:
             try:
                 items.extend(e.plan(alert))
-            except Exception as exc:  # noqa: BLE001 - a planning bug must not hold the alert back
+            except Exception as exc:
                 log.exception("enricher plan failed", extra={"enricher": e.name, "identity": alert["identity"]})
                 items.append(error_finding(e.name, alert["identity"], f"{type(exc).__name__}: {exc}", self.clock()))
         return items
@@ -181,11 +183,13 @@ class Engine:
     # ------------------------------------------------------------------ running
     def prepare(self, alerts: Sequence[Alert]) -> None:
         """Plan and run everything a batch of alerts needs, concurrently; results land in the caches."""
-        plans = dict(zip(
-            [(a["identity"], a["revision"]) for a in alerts],
-            self._plan_pool.map(self._plan_one, alerts),
-            strict=True,
-        ))  # fmt: skip
+        plans = dict(
+            zip(
+                [(a["identity"], a["revision"]) for a in alerts],
+                self._plan_pool.map(self._plan_one, alerts),
+                strict=True,
+            )
+        )
         with self._lock:
             self._plans = plans
         tasks = {t for items in plans.values() for t in items if isinstance(t, Task)}
@@ -209,8 +213,9 @@ class Engine:
             for f in pending:
                 f.cancel()
                 t = futures[f]
-                out[t] = error_finding(t.enricher, t.subject, f"not finished within {self.batch_timeout_s}s",
-                                       self.clock())  # fmt: skip
+                out[t] = error_finding(
+                    t.enricher, t.subject, f"not finished within {self.batch_timeout_s}s", self.clock()
+                )
         return out
 
     def findings(self, alert: Alert) -> list[Finding]:

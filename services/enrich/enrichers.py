@@ -71,16 +71,23 @@ class IpReputation:
                 continue
             checked.append(name)
             if ip in st.snapshot.ips:
-                listed.append({
-                    "feed": name, "kind": st.spec.kind, "verdict": st.spec.verdict,
-                    "fetched_at": st.snapshot.fetched_at, "entries": st.snapshot.entries,
-                })  # fmt: skip
+                listed.append(
+                    {
+                        "feed": name,
+                        "kind": st.spec.kind,
+                        "verdict": st.spec.verdict,
+                        "fetched_at": st.snapshot.fetched_at,
+                        "entries": st.snapshot.entries,
+                    }
+                )
         summary, verdict = reputation_summary(task.subject, listed, unavailable, now)
         data = {
-            "ip": task.subject, "tor_exit": any(h["kind"] == "tor" for h in listed),
+            "ip": task.subject,
+            "tor_exit": any(h["kind"] == "tor" for h in listed),
             "listed": [{**h, "fetched_at": iso(h["fetched_at"])} for h in listed],
-            "checked": checked, "unavailable": unavailable,
-        }  # fmt: skip
+            "checked": checked,
+            "unavailable": unavailable,
+        }
         fp = fingerprint({"ip": task.subject, "listed": sorted(h["feed"] for h in listed)})
         return Finding(self.name, task.subject, summary, verdict, data, fp, now)
 
@@ -110,10 +117,16 @@ class AbuseIpDbEnricher:
         score = int(d.get("abuseConfidenceScore") or 0)
         verdict = "malicious" if score >= 75 else "suspicious" if score >= 25 else "info"
         data = {
-            "ip": task.subject, "score": score, "total_reports": d.get("totalReports"),
-            "country": d.get("countryCode"), "usage_type": d.get("usageType"), "isp": d.get("isp"),
-            "domain": d.get("domain"), "is_tor": d.get("isTor"), "last_reported_at": d.get("lastReportedAt"),
-        }  # fmt: skip
+            "ip": task.subject,
+            "score": score,
+            "total_reports": d.get("totalReports"),
+            "country": d.get("countryCode"),
+            "usage_type": d.get("usageType"),
+            "isp": d.get("isp"),
+            "domain": d.get("domain"),
+            "is_tor": d.get("isTor"),
+            "last_reported_at": d.get("lastReportedAt"),
+        }
         summary = f"{task.subject}: AbuseIPDB confidence {score}/100, {d.get('totalReports', 0)} reports"
         if d.get("isp"):
             summary += f", {d['isp']}"
@@ -158,10 +171,16 @@ class Exposure:
     name = "exposure"
 
     def __init__(
-        self, prober: Prober, selection: Selection, resolver: Ec2Resolver | None = None,
-        artifacts: ArtifactStore | None = None, limits: Limits | None = None,
-        max_targets: int = 8, max_ports: int = 8, clock: Clock = utcnow,
-    ) -> None:  # fmt: skip
+        self,
+        prober: Prober,
+        selection: Selection,
+        resolver: Ec2Resolver | None = None,
+        artifacts: ArtifactStore | None = None,
+        limits: Limits | None = None,
+        max_targets: int = 8,
+        max_ports: int = 8,
+        clock: Clock = utcnow,
+    ) -> None:
         self.prober = prober
         self.selection = selection
         self.resolver = resolver
@@ -191,10 +210,13 @@ class Exposure:
             for h in res.hosts:
                 hosts.setdefault(h.address, h.context)
             if not res.hosts:
-                notes.append(self._note(
-                    ref.group_id, f"{ref.group_id} is used by {res.interfaces} network interface(s), none with a "
-                    "public address: nothing reachable from the internet to probe",
-                ))  # fmt: skip
+                notes.append(
+                    self._note(
+                        ref.group_id,
+                        f"{ref.group_id} is used by {res.interfaces} network interface(s), none with a "
+                        "public address: nothing reachable from the internet to probe",
+                    )
+                )
         for a in resource_addresses(alert):
             hosts.setdefault(a, ())
         if len(hosts) > self.max_targets:
@@ -217,7 +239,8 @@ class Exposure:
         return Task(self.name, target.label, (target, identity))
 
     def run(self, task: Task, deadline: float) -> Finding:
-        target, identity = task.payload  # type: ignore[misc]  # payload is (Target, identity) by construction
+        target: Target = task.payload[0]  # type: ignore[index]  # payload is (Target, identity) by construction
+        identity: str = task.payload[1]  # type: ignore[index]
         res = self.prober.probe(target)
         artifacts: dict[str, str] = {}
         if res.screenshot is not None and self.artifacts is not None:

@@ -49,9 +49,13 @@ class FeedStatus:
 
 class Feeds:
     def __init__(
-        self, specs: Mapping[str, FeedSpec], interval_s: float = 3600.0, timeout_s: float = 30.0,
-        clock: Clock = utcnow, session: requests.Session | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        specs: Mapping[str, FeedSpec],
+        interval_s: float = 3600.0,
+        timeout_s: float = 30.0,
+        clock: Clock = utcnow,
+        session: requests.Session | None = None,
+    ) -> None:
         self.specs = dict(specs)
         self.interval_s = interval_s
         self.timeout_s = timeout_s

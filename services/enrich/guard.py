@@ -36,7 +36,7 @@ METADATA: frozenset[IPAddress] = frozenset(
 CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 
 
-class Refused(Exception):  # noqa: N818 - a verdict, not a failure of ours
+class Refused(Exception):
     """The guard refused a target; ``reason`` says why in one line."""
 
     def __init__(self, target: str, reason: str) -> None:
@@ -59,10 +59,10 @@ def classify(ip: IPAddress) -> str | None:
         return "multicast address"
     if isinstance(ip, ipaddress.IPv4Address) and ip in CGNAT:
         return "shared address space (CGNAT 100.64.0.0/10)"
-    if ip.is_private:
-        return "private address"
     if ip.is_reserved:
         return "reserved address"
+    if ip.is_private:
+        return "private address"
     if isinstance(ip, ipaddress.IPv6Address) and (ip.sixtofour is not None or ip.teredo is not None):
         return "IPv6 transition address (6to4/Teredo) that may tunnel to an internal host"
     if not ip.is_global:

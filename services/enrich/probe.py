@@ -221,10 +221,19 @@ class Prober:
     def probe(self, target: Target) -> ProbeResult:
         started = time.monotonic()
         data: dict[str, Any] = {
-            "target": target.label, "host": target.host, "port": target.port, "address": None,
-            "refused": None, "tcp": None, "banner": None, "ssh": None, "tls": None, "http": None,
-            "screenshot": None, "observed_at": iso(self.clock()),
-        }  # fmt: skip
+            "target": target.label,
+            "host": target.host,
+            "port": target.port,
+            "address": None,
+            "refused": None,
+            "tcp": None,
+            "banner": None,
+            "ssh": None,
+            "tls": None,
+            "http": None,
+            "screenshot": None,
+            "observed_at": iso(self.clock()),
+        }
         if target.context:
             data["context"] = dict(target.context)
         result = ProbeResult(data)
@@ -356,9 +365,14 @@ class Prober:
                 conn.close()
             ctype = resp.getheader("Content-Type") or ""
             out.update(
-                final_url=url, status=resp.status, reason=resp.reason, server=resp.getheader("Server"),
-                content_type=ctype, title=_title(body, ctype), body_bytes=len(body),
-            )  # fmt: skip
+                final_url=url,
+                status=resp.status,
+                reason=resp.reason,
+                server=resp.getheader("Server"),
+                content_type=ctype,
+                title=_title(body, ctype),
+                body_bytes=len(body),
+            )
             location = resp.getheader("Location")
             if resp.status not in REDIRECTS or not location:
                 return out
@@ -392,4 +406,3 @@ def _title(body: bytes, content_type: str) -> str | None:
 
 def _ms(t0: float) -> int:
     return int((time.monotonic() - t0) * 1000)
-

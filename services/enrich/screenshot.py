@@ -135,9 +135,10 @@ class GuardProxy:
                     return
                 path = (u.path or "/") + (f"?{u.query}" if u.query else "")
                 keep = [
-                    ln for ln in lines[1:]
+                    ln
+                    for ln in lines[1:]
                     if ln.split(":", 1)[0].strip().lower() not in ("proxy-connection", "connection", "keep-alive")
-                ]  # fmt: skip
+                ]
                 # One request per connection: the next request may name another host to check.
                 fwd = "\r\n".join([f"{method} {path} {version}", *keep, "Connection: close"]).encode()
                 self._tunnel(conn, u.hostname, u.port or 80, fwd + b"\r\n\r\n", rest)

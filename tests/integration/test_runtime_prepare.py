@@ -49,8 +49,10 @@ def test_prepare_sees_the_whole_batch_before_handlers_and_poison_still_dead_lett
 
     stage = Stage("t", prefix + "g", [src], "alert", handle, dlq, prepare=prepare)
     runner = Runner(
-        stage, KafkaSettings(bootstrap=kafka_bootstrap, transaction_timeout_ms=10000),
-        RuntimeSettings(instance_id="p1", http_port=0, http_host="127.0.0.1", session_timeout_ms=6000), codec,
+        stage,
+        KafkaSettings(bootstrap=kafka_bootstrap, transaction_timeout_ms=10000),
+        RuntimeSettings(instance_id="p1", http_port=0, http_host="127.0.0.1", session_timeout_ms=6000),
+        codec,
     )
     t = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     t.start()

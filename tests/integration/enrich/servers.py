@@ -139,10 +139,14 @@ def silent_port() -> Iterator[int]:
         lsock.close()
 
 
-def make_cert(cn: str = "payments.example.test", sans: tuple[str, ...] = ("payments.example.test",)) -> tuple[Path, Path]:
+def make_cert(
+    cn: str = "payments.example.test", sans: tuple[str, ...] = ("payments.example.test",)
+) -> tuple[Path, Path]:
     """A self-signed certificate and key written to a temp dir; returns (cert, key) paths."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Alertline Test")])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Alertline Test")]
+    )
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()

@@ -19,7 +19,9 @@ from tests.integration.enrich.servers import (
 )
 
 LOOPBACK = ["127.0.0.0/8"]
-FAST = ProbeConfig(connect_timeout_s=1.0, read_timeout_s=2.0, banner_wait_s=0.3, probe_timeout_s=10, per_target_delay_s=0)
+FAST = ProbeConfig(
+    connect_timeout_s=1.0, read_timeout_s=2.0, banner_wait_s=0.3, probe_timeout_s=10, per_target_delay_s=0
+)
 
 
 def prober(**kw: object) -> Prober:
@@ -78,7 +80,9 @@ def test_url_target_keeps_scheme_and_path() -> None:
     with http_server({"/admin": redirect("/")}) as port:
         r = prober().probe(parse_target(f"http://127.0.0.1:{port}/admin")).data
     h = r["http"]
-    assert h["redirects"] == [{"url": f"http://127.0.0.1:{port}/admin", "status": 302, "location": f"http://127.0.0.1:{port}/"}]
+    assert h["redirects"] == [
+        {"url": f"http://127.0.0.1:{port}/admin", "status": 302, "location": f"http://127.0.0.1:{port}/"}
+    ]
     assert h["status"] == 200 and h["final_url"] == f"http://127.0.0.1:{port}/"
     assert r["tls"] is None
 

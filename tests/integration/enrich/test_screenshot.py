@@ -73,7 +73,7 @@ def test_hung_browser_is_killed_with_its_whole_process_group(tmp_path: Path) -> 
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     proxy = GuardProxy(Guard([]))
     t0 = time.monotonic()
-    with pytest.raises(ScreenshotError, match="timed out after 1.5s"):
+    with pytest.raises(ScreenshotError, match=r"timed out after 1\.5s"):
         Chromium(proxy, binary=str(fake), timeout_s=1.5).capture("http://192.0.2.1/")
     assert time.monotonic() - t0 < 5
     child = int(marker.read_text())
