@@ -56,7 +56,10 @@ def settings(prefix: str = "t.", bootstrap: str = "127.0.0.1:19092", feeds: dict
         "screenshot": ScreenshotSettings(enabled=False),
         "ec2": Ec2Settings(enabled=False),
         "reputation": ReputationSettings(
-            feeds={n: FeedSettings(url=u, kind="tor" if "tor" in n else "blocklist") for n, u in (feeds or {}).items()}
+            feeds={
+                n: FeedSettings(url=u, kind="tor", verdict="suspicious") if "tor" in n else FeedSettings(url=u)
+                for n, u in (feeds or {}).items()
+            }
         ),
         "recheck": RecheckSettings(interval_s=3600, tick_interval_s=1),
     }
