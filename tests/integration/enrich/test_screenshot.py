@@ -82,3 +82,46 @@ def test_hung_browser_is_killed_with_its_whole_process_group(tmp_path: Path) -> 
     # gone, or a zombie waiting for init to reap it: either way no longer running
     assert not stat_file.exists() or stat_file.read_text().split(") ", 1)[1].startswith("Z")
     proxy.stop()
+
+
+def test_exposure_screenshot_is_stored_in_s3_and_referenced_from_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from alertline.clock import FixedClock
+    from services.enrich.artifacts import S3Artifacts
+    from services.enrich.domain import Selection
+    from services.enrich.engine import Engine
+    from services.enrich.enrichers import Exposure
+    from tests.integration.enrich.helpers import NOW, exposure_alert
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, mport = moto.get_host_and_port()
+    url = f"http://{host}:{mport}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+    s3.create_bucket(Bucket="alertline-artifacts")
+    guard = Guard(["127.0.0.0/8"])
+    proxy = GuardProxy(guard)
+    exposure = Exposure(
+        Prober(guard, FAST, screenshotter=Chromium(proxy, timeout_s=30, window="640,480")), Selection(),
+        artifacts=S3Artifacts("alertline-artifacts", endpoint_url=url, region="us-east-1"), clock=FixedClock(NOW),
+    )
+    engine = Engine([exposure])
+    try:
+        with http_server() as port:
+            ev = exposure_alert(5, "127.0.0.1", [port])
+            [f] = engine.findings(ev["alert"])
+    finally:
+        engine.close()
+        proxy.stop()
+    uri = f.artifacts["screenshot"]
+    assert uri.startswith("s3://alertline-artifacts/screenshots/") and uri.endswith(".png")
+    obj = s3.get_object(Bucket="alertline-artifacts", Key=uri.split("/", 3)[3])
+    body = obj["Body"].read()
+    assert obj["ContentType"] == "image/png" and png_pixels(body)[:2] == (640, 480)
+    assert obj["Metadata"]["alertline-identity"] == ev["alert"]["identity"]
+    assert f.to_enrichment()["artifacts"] == {"screenshot": uri}
+    moto.stop()
