@@ -54,8 +54,16 @@ def _world(url: str) -> dict[str, str]:
     eip2 = ec2.allocate_address(Domain="vpc")
     ec2.associate_address(AllocationId=eip2["AllocationId"], NetworkInterfaceId=lb["NetworkInterfaceId"])
     ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=subnet, SecurityGroupIds=[other])
-    return {"sg": sg, "other": other, "public": eip["PublicIp"], "lb_public": eip2["PublicIp"], "instance": ids[0],
-            "eni": eni_of[ids[0]], "lb": lb["NetworkInterfaceId"], "quiet": ids[1]}
+    return {
+        "sg": sg,
+        "other": other,
+        "public": eip["PublicIp"],
+        "lb_public": eip2["PublicIp"],
+        "instance": ids[0],
+        "eni": eni_of[ids[0]],
+        "lb": lb["NetworkInterfaceId"],
+        "quiet": ids[1],
+    }
 
 
 def test_security_group_resolves_to_the_public_addresses_of_its_interfaces(moto_url: str) -> None:

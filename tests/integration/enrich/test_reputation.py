@@ -169,8 +169,11 @@ def test_intrusion_alert_gets_reputation_and_actor_context() -> None:
         finally:
             built.close()
     es = {(e["enricher"], e["subject"]): e for e in out.value["enrichments"]}
-    assert set(es) == {("ip_reputation", "185.220.101.1"), ("abuseipdb", "185.220.101.1"),
-                       ("actor", "185.220.101.1,10.0.0.5,arn:aws:iam::123456789012:user/alice,c2.bad.example")}
+    assert set(es) == {
+        ("ip_reputation", "185.220.101.1"),
+        ("abuseipdb", "185.220.101.1"),
+        ("actor", "185.220.101.1,10.0.0.5,arn:aws:iam::123456789012:user/alice,c2.bad.example"),
+    }
     actor = es[("actor", "185.220.101.1,10.0.0.5,arn:aws:iam::123456789012:user/alice,c2.bad.example")]
     assert actor["verdict"] == "malicious"
     assert actor["summary"].startswith("Actor in UnauthorizedAccess:IAMUser/TorIPCaller: 185.220.101.1 (")

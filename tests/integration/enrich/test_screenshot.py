@@ -95,7 +95,11 @@ def test_exposure_screenshot_is_stored_in_s3_and_referenced_from_the_result(monk
     from services.enrich.enrichers import Exposure
     from tests.integration.enrich.helpers import NOW, exposure_alert
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -106,8 +110,10 @@ def test_exposure_screenshot_is_stored_in_s3_and_referenced_from_the_result(monk
     guard = Guard(["127.0.0.0/8"])
     proxy = GuardProxy(guard)
     exposure = Exposure(
-        Prober(guard, FAST, screenshotter=Chromium(proxy, timeout_s=30, window="640,480")), Selection(),
-        artifacts=S3Artifacts("alertline-artifacts", endpoint_url=url, region="us-east-1"), clock=FixedClock(NOW),
+        Prober(guard, FAST, screenshotter=Chromium(proxy, timeout_s=30, window="640,480")),
+        Selection(),
+        artifacts=S3Artifacts("alertline-artifacts", endpoint_url=url, region="us-east-1"),
+        clock=FixedClock(NOW),
     )
     engine = Engine([exposure])
     try:

@@ -71,9 +71,7 @@ def write(path: str, networks: dict[str, dict[str, Any]], database_type: str = "
     count = len(nodes)
     for node, bit, offset in leaves:
         nodes[node][bit] = count + 16 + offset
-    tree = b"".join(
-        (count if r is None else r).to_bytes(3, "big") for pair in nodes for r in pair
-    )
+    tree = b"".join((count if r is None else r).to_bytes(3, "big") for pair in nodes for r in pair)
     meta = encode({
         "node_count": count, "record_size": U16(24), "ip_version": U16(4), "database_type": database_type,
         "languages": ["en"], "binary_format_major_version": U16(2), "binary_format_minor_version": U16(0),

@@ -54,7 +54,9 @@ def test_ports_come_from_the_alert_or_the_control_then_defaults_bounded() -> Non
     assert exposure_ports(alert(1), SEL, 8) == [22, 3389]
     no_ports = {"ips": [], "domains": [], "users": [], "ports": []}
     assert exposure_ports(alert(1, control_id="EC2.13", indicators=no_ports), SEL, 8) == [22]
-    assert exposure_ports(alert(1, control_id=None, finding_type="OPEN_REDIS_PORT", indicators=no_ports), SEL, 8) == [6379]
+    assert exposure_ports(alert(1, control_id=None, finding_type="OPEN_REDIS_PORT", indicators=no_ports), SEL, 8) == [
+        6379
+    ]
     assert exposure_ports(alert(1, control_id="EC2.19", indicators=no_ports), SEL, 2) == [22, 80]
     many = {**no_ports, "ports": list(range(1, 100))}
     assert len(exposure_ports(alert(1, indicators=many), SEL, 8)) == 8

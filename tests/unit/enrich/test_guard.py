@@ -71,7 +71,7 @@ def test_localhost_name_is_refused_through_the_system_resolver() -> None:
 
 
 def test_dns_name_resolving_to_metadata_is_refused() -> None:
-    with pytest.raises(Refused, match="resolves to cloud metadata address 169.254.169.254"):
+    with pytest.raises(Refused, match=r"resolves to cloud metadata address 169\.254\.169\.254"):
         Guard(resolver=lambda h: ["169.254.169.254"]).check("metadata.attacker.example")
 
 

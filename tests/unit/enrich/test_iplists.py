@@ -60,7 +60,10 @@ def test_overlapping_and_adjacent_ranges_are_merged() -> None:
 
 def test_lookup_agrees_with_ipaddress_on_random_networks() -> None:
     rng = random.Random(5)
-    nets = [ipaddress.ip_network(f"{rng.randrange(1, 223)}.{rng.randrange(256)}.0.0/{rng.randrange(12, 25)}", strict=False) for _ in range(300)]
+    nets = [
+        ipaddress.ip_network(f"{rng.randrange(1, 223)}.{rng.randrange(256)}.0.0/{rng.randrange(12, 25)}", strict=False)
+        for _ in range(300)
+    ]
     ips = IpSet(nets)
     for _ in range(3000):
         a = ipaddress.ip_address(rng.getrandbits(32))
