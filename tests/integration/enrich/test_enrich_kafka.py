@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from confluent_kafka import Producer
@@ -83,3 +84,58 @@ def _plain(h, body: str) -> None:  # type: ignore[no-untyped-def]
     h.send_header("Content-Length", str(len(data)))
     h.end_headers()
     h.wfile.write(data)
+
+
+def test_recheck_state_survives_a_restart_and_a_closed_port_yields_one_recheck_event(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    from services.enrich.settings import RecheckSettings
+
+    codec = SingleObjectCodec()
+    rt = RuntimeSettings(instance_id="r1", http_port=0, http_host="127.0.0.1", session_timeout_ms=6000)
+    s = settings(prefix, kafka_bootstrap, runtime=rt, recheck=RecheckSettings(interval_s=1.0, tick_interval_s=0.5))
+    create_topics(s.kafka, ["evaluated", "enriched", "enrich.dlq", "enrich.state"])
+    out_topic = topic(prefix, "enriched")
+
+    def run_until(check, timeout: float):  # type: ignore[no-untyped-def]
+        built = build(s)
+        runner = Runner(stage(s, built.service), s.kafka, s.runtime, codec)
+        t = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
+        t.start()
+        try:
+            return check()
+        finally:
+            runner.stop()
+            t.join(30)
+            built.close()
+
+    with http_server() as port:
+        ev = exposure_alert(9, "127.0.0.1", [port])
+        p = Producer({"bootstrap.servers": kafka_bootstrap})
+        p.produce(topic(prefix, "evaluated"), codec.encode("decision", ev), ev["alert"]["identity"].encode())
+        p.flush()
+
+        def first_phase():  # type: ignore[no-untyped-def]
+            got = read_all(kafka_bootstrap, out_topic, timeout=60, expect=1)
+            time.sleep(3)  # let several re-checks of the unchanged page run
+            return got
+
+        first = run_until(first_phase, 60)
+        assert [codec.decode("enrichment", m.value())["kind"] for m in first] == ["alert"]
+        assert len(read_all(kafka_bootstrap, out_topic, timeout=10)) == 1, "unchanged re-checks: no event"
+        states = [
+            codec.decode("enrich_state", m.value()) for m in read_all(kafka_bootstrap, topic(prefix, "enrich.state"))
+        ]
+        assert states[-1]["checks"] >= 1, "re-checks ran (and were recorded in the state topic)"
+    # the web server is gone: the port is closed now. A new instance restores the state and re-checks.
+
+    def wait_for_recheck():  # type: ignore[no-untyped-def]
+        read_all(kafka_bootstrap, out_topic, timeout=60, expect=2)
+        time.sleep(3)  # several more ticks: the closed port must not be reported again
+        return read_all(kafka_bootstrap, out_topic, timeout=10)
+
+    after = run_until(wait_for_recheck, 60)
+    kinds = [codec.decode("enrichment", m.value())["kind"] for m in after]
+    assert kinds == ["alert", "recheck"]
+    change = codec.decode("enrichment", after[1].value())["enrichments"]
+    assert [e["summary"] for e in change] == [f"port {port} now closed on 127.0.0.1:{port} (was open)"]
