@@ -183,3 +183,28 @@ def test_intrusion_alert_gets_reputation_and_actor_context() -> None:
     data = json.loads(actor["data_json"])
     assert data["alert_says"] == {"Service.Action.AwsApiCallAction.RemoteIpDetails.Organization.Asn": "4242"}
     assert len(fake.calls) == 1, "private addresses are not sent to outside services"
+
+
+def test_feeds_refresh_on_their_schedule() -> None:
+    body = {"v": "185.220.101.1\n"}
+
+    def tor(h: BaseHTTPRequestHandler) -> None:
+        _text(body["v"])(h)
+
+    import time
+
+    with http_server({"/tor": tor}) as port:
+        feeds = Feeds({"tor-exit": FeedSpec("tor-exit", f"http://127.0.0.1:{port}/tor", "tor")}, interval_s=0.2)
+        feeds.start()
+        try:
+            deadline = time.monotonic() + 10
+            while feeds.status()["tor-exit"].snapshot is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "185.220.101.1" in feeds.status()["tor-exit"].snapshot.ips  # type: ignore[union-attr]
+            body["v"] = "185.220.101.99\n"
+            while "185.220.101.99" not in feeds.status()["tor-exit"].snapshot.ips and time.monotonic() < deadline:  # type: ignore[union-attr]
+                time.sleep(0.05)
+            ips = feeds.status()["tor-exit"].snapshot.ips  # type: ignore[union-attr]
+            assert "185.220.101.99" in ips and "185.220.101.1" not in ips
+        finally:
+            feeds.stop()
