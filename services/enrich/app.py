@@ -56,7 +56,7 @@ class Built:
 def build(settings: EnrichSettings, clock: Clock = utcnow, resolver: Resolver | None = None) -> Built:
     """Wire every part of the service from settings (tests call this too)."""
     prefix = settings.kafka.topic_prefix
-    guard = Guard(settings.probe.allow, resolver=resolver)
+    guard = Guard(settings.probe.allow, resolver=resolver, only=settings.probe.only)
     closers: list[Callable[[], None]] = []
     artifacts = None
     screenshotter = None

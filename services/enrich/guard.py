@@ -100,14 +100,26 @@ class Checked:
 
 
 class Guard:
-    def __init__(self, allow: Iterable[str | IPNetwork] = (), resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        allow: Iterable[str | IPNetwork] = (),
+        resolver: Resolver | None = None,
+        only: Iterable[str | IPNetwork] = (),
+    ) -> None:
         self.allow: tuple[IPNetwork, ...] = tuple(
             a if not isinstance(a, str) else ipaddress.ip_network(a, strict=False) for a in allow
+        )
+        # A confinement (labs, the demo, tests): when set, nothing outside these ranges is touched,
+        # public addresses included.
+        self.only: tuple[IPNetwork, ...] = tuple(
+            a if not isinstance(a, str) else ipaddress.ip_network(a, strict=False) for a in only
         )
         self._resolver = resolver or system_resolver()
 
     def check_ip(self, ip: IPAddress) -> str | None:
         """The refusal reason for one address, or None when it may be probed."""
+        if self.only and not any(ip.version == n.version and ip in n for n in self.only):
+            return f"outside the configured scope {ip} (probe.only)"
         reason = classify(ip)
         if reason is None:
             return None

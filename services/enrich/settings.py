@@ -17,6 +17,9 @@ class ProbeSettings(BaseModel):
     model_config = _FROZEN
 
     allow: list[str] = Field(default_factory=list, description="CIDRs the prober may touch although not public.")
+    only: list[str] = Field(
+        default_factory=list, description="When set, probe nothing outside these CIDRs (labs, demo, tests)."
+    )
     connect_timeout_s: float = Field(default=3.0, gt=0)
     read_timeout_s: float = Field(default=5.0, gt=0)
     banner_wait_s: float = Field(default=1.0, ge=0, description="How long to wait for a server-first banner (SSH).")

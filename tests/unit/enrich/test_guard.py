@@ -89,3 +89,14 @@ def test_checked_addresses_are_the_ones_to_connect_to() -> None:
     c = Guard(resolver=lambda h: ["93.184.216.34", "2606:2800:220:1::1"]).check("example.com")
     assert [str(a) for a in c.addresses] == ["93.184.216.34", "2606:2800:220:1::1"]
     assert c.address == parse_ip("93.184.216.34")
+
+
+def test_a_configured_scope_refuses_public_addresses_outside_it() -> None:
+    import ipaddress
+
+    from services.enrich.guard import Guard
+
+    g = Guard(allow=["127.0.0.0/8"], only=["127.0.0.0/8"])
+    assert g.check_ip(ipaddress.ip_address("127.0.0.1")) is None
+    reason = g.check_ip(ipaddress.ip_address("8.8.8.8"))
+    assert reason is not None and "outside the configured scope" in reason
