@@ -59,6 +59,9 @@ class RuntimeSettings(BaseModel):
     instance_id: str = Field(
         default_factory=socket.gethostname, description="Stable per replica; names the transactional id."
     )
+    static_membership: bool = Field(
+        False, description="Use instance_id as group.instance.id; only with stable pod names (StatefulSet)."
+    )
     session_timeout_ms: int = Field(30000, ge=6000, description="How long a silent replica keeps its partitions.")
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0

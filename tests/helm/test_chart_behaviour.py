@@ -298,8 +298,13 @@ def test_a_service_can_run_as_a_statefulset_for_a_stable_instance_id() -> None:
     (sts,) = of_kind(docs, "StatefulSet")
     assert sts["metadata"]["labels"]["app.kubernetes.io/component"] == "ticket"
     assert "ticket" not in {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in of_kind(docs, "Deployment")}
-    # Same pod as the Deployment form; only the controller differs.
-    assert pod_template(sts) == pod_template(named(render(ci("production")), "Deployment", "ticket"))
+    # Same pod as the Deployment form but for static membership, which needs the stable names.
+    env = pod_template(sts)["spec"]["containers"][0]["env"]
+    assert {"name": "ALERTLINE_RUNTIME__STATIC_MEMBERSHIP", "value": "true"} in env
+    env.remove({"name": "ALERTLINE_RUNTIME__STATIC_MEMBERSHIP", "value": "true"})
+    deployment = pod_template(named(render(ci("production")), "Deployment", "ticket"))
+    assert "ALERTLINE_RUNTIME__STATIC_MEMBERSHIP" not in {e["name"] for e in deployment["spec"]["containers"][0]["env"]}
+    assert pod_template(sts) == deployment
     assert sts["spec"]["podManagementPolicy"] == "Parallel" and "volumeClaimTemplates" not in sts["spec"]
     hpa = next(
         h for h in of_kind(docs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"

@@ -23,11 +23,13 @@ EVERYTHING = (
     "github.tokenSecret.name=token",
     "secretFiles.extra.secretName=extra",
     "scan.checks.ports\\.yaml=[]",
+    "services.ticket.kind=StatefulSet",
 )
 
 
 def test_every_variable_the_chart_sets_is_documented() -> None:
-    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", (REPO / "docs" / "configuration.md").read_text(), re.M))
+    chart_part = (REPO / "docs" / "configuration.md").read_text().split("## Not set by the chart")[0]
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", chart_part, re.M))
     rendered = set()
     for name in ("production", "strimzi", "staging"):
         for _, c in containers(render(ci(name), sets=EVERYTHING)):

@@ -152,6 +152,11 @@ Takes (dict "root" $ "component" name "spec" componentValues).
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+{{- if eq (default "Deployment" $spec.kind) "StatefulSet" }}
+{{- /* Stable pod names: a restarted replica takes its partitions back without a rebalance. */}}
+- name: ALERTLINE_RUNTIME__STATIC_MEMBERSHIP
+  value: "true"
+{{- end }}
 - name: ALERTLINE_RUNTIME__LOG_LEVEL
   value: {{ default $v.logLevel $spec.logLevel | quote }}
 {{- if $v.secretFiles }}
