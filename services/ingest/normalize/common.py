@@ -1,0 +1,527 @@
+"""Shared building blocks for the per-source mappers: text hygiene, indicator validation,
+timestamps, severity scale and the alert builder. Pure and allocation-light (hot path)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from alertline.errors import NormalizeError
+from alertline.identity import identity_of
+from alertline.model import Alert, Indicators, RawRef, Resource, Severity
+
+# ---------------------------------------------------------------- limits
+TITLE_LIMIT = 1024
+DESCRIPTION_LIMIT = 32 * 1024
+ID_LIMIT = 2048  # source ids, ARNs, resource ids: longer is not a real finding
+FIELD_LIMIT = 2048  # other short strings (names, regions, types)
+ATTRIBUTE_LIMIT = 512
+MAX_ATTRIBUTES = 16
+MAX_TAGS = 64
+MAX_RESOURCES = 32
+MAX_INDICATORS = 64
+MAX_PORTS = 64
+
+
+class FindingProblem(NormalizeError):
+    """One finding cannot be normalized; the caller turns it into a ``FindingError``."""
+
+
+# ---------------------------------------------------------------- JSON access
+def get(obj: Any, *path: str) -> Any:
+    """``obj[p0][p1]...`` or None when any step is missing or not an object."""
+    for p in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(p)
+    return obj
+
+
+def as_dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def as_list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def req_str(v: Any, field: str, limit: int = ID_LIMIT) -> str:
+    """A required identifier: a non-empty string within ``limit`` characters, made safe."""
+    if not isinstance(v, str):
+        got = "missing" if v is None else f"a {type(v).__name__}"
+        raise FindingProblem(f"{field}: expected a non-empty string, got {got}")
+    if not v.strip():
+        raise FindingProblem(f"{field}: expected a non-empty string, got an empty one")
+    if len(v) > limit:
+        raise FindingProblem(f"{field}: {len(v)} characters, more than the {limit} an identifier may have")
+    return safe(v)
+
+
+def opt_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
+    """An optional short string. A value of the wrong type is dropped: optional fields never
+    cost an alert."""
+    if isinstance(v, str) and v:
+        return bound(safe(v), limit)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float) and not (isinstance(v, float) and not math.isfinite(v)):
+        return str(v)
+    return None
+
+
+# ---------------------------------------------------------------- text hygiene
+# Control characters (C0 except tab/newline, DEL, C1), bidi overrides/isolates and lone
+# surrogates (JSON allows "\ud800"; UTF-8 and so Avro do not).
+_UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SPACES = re.compile(r"\s+")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = m.group(0)
+    o = ord(c)
+    if 0xD800 <= o <= 0xDFFF:
+        return "\ufffd"
+    # Visible escape: a reviewer sees that the source sent a bidi/control character.
+    return f"\\u{o:04x}"
+
+
+def safe(s: str) -> str:
+    """Escape control/bidi characters and replace lone surrogates (single-line values)."""
+    if s.isprintable():
+        return s
+    return _UNSAFE_LINE.sub(_escape, s)
+
+
+def bound(s: str, limit: int) -> str:
+    if len(s) <= limit:
+        return s
+    return s[:limit] + f"…[truncated {len(s) - limit} characters]"
+
+
+def clean_title(v: Any) -> str:
+    if not isinstance(v, str):
+        return ""
+    s: str = v
+    if not s.isprintable():
+        s = _UNSAFE_LINE.sub(_escape, _SPACES.sub(" ", s))
+    s = s.strip()
+    if len(s) > TITLE_LIMIT:
+        return s[:TITLE_LIMIT] + f"…[truncated {len(s) - TITLE_LIMIT} characters]"
+    return s
+
+
+def clean_description(v: Any) -> str:
+    if not isinstance(v, str):
+        return ""
+    s: str = v
+    if not s.isprintable():
+        if "\r" in s:
+            s = s.replace("\r\n", "\n").replace("\r", "\n")
+        s = _UNSAFE_TEXT.sub(_escape, s)
+    if len(s) > DESCRIPTION_LIMIT:
+        return (
+            s[:DESCRIPTION_LIMIT]
+            + f"\n…[truncated {len(s) - DESCRIPTION_LIMIT} characters; the raw delivery is archived]"
+        )
+    return s
+
+
+def str_map(v: Any, limit_items: int = MAX_TAGS, limit_len: int = ATTRIBUTE_LIMIT) -> dict[str, str]:
+    """A string->string map (tags) from an object, bounded and made safe."""
+    out: dict[str, str] = {}
+    if not isinstance(v, dict):
+        return out
+    for k, val in v.items():
+        if len(out) >= limit_items:
+            break
+        s = opt_str(val, limit_len)
+        if s is not None and k:
+            out[bound(safe(k), 256)] = s
+    return out
+
+
+def kv_list_map(v: Any, key: str, value: str) -> dict[str, str]:
+    """Tags given as ``[{"key": k, "value": v}, ...]``."""
+    out: dict[str, str] = {}
+    for item in as_list(v):
+        if len(out) >= MAX_TAGS:
+            break
+        k = get(item, key)
+        s = opt_str(get(item, value), ATTRIBUTE_LIMIT)
+        if isinstance(k, str) and k and s is not None:
+            out[bound(safe(k), 256)] = s
+    return out
+
+
+# ---------------------------------------------------------------- indicators
+# Networks that are not an external actor: private, shared (CGNAT), loopback, link-local,
+# multicast, unspecified, reserved. Documentation ranges (TEST-NET) are deliberately absent:
+# they never occur in real findings and the fixtures use them for "the internet".
+_INTERNAL_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+# Values that sources put in caller-IP fields for callers without an address.
+_IP_PLACEHOLDERS = frozenset({"", "private", "gce-internal-ip", "aws internal", "unknown", "n/a", "-"})
+
+
+def parse_ip(v: Any, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A field the source types as an IP address. Missing or a known placeholder gives None;
+    anything else that is not an address is bad input."""
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise FindingProblem(f"{field}: expected an IP address string, got a {type(v).__name__}")
+    if v.strip().lower() in _IP_PLACEHOLDERS:
+        return None
+    try:
+        return ipaddress.ip_address(v.strip())
+    except ValueError as exc:
+        shown = bound(safe(v), 64)
+        raise FindingProblem(f"{field}: {shown!r} is not a valid IP address") from exc
+
+
+def is_external(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not any(ip.version == n.version and ip in n for n in _INTERNAL_NETS)
+
+
+_IPV4_TOKEN = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6_TOKEN = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
+
+
+def ips_in_text(v: Any) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses inside free text (e.g. Defender ExtendedProperties "IP Address: 1.2.3.4").
+    Free text is not typed as an address, so tokens that do not parse are ignored."""
+    if not isinstance(v, str) or len(v) > 4096:
+        return []
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for rx in (_IPV4_TOKEN, _IPV6_TOKEN):
+        for tok in rx.findall(v):
+            try:
+                out.append(ipaddress.ip_address(tok))
+            except ValueError:
+                continue
+    return out
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{1,63}$")
+
+
+def domain(v: Any) -> str | None:
+    """A DNS name, lower-cased without the trailing dot; None when it is not one (domains
+    in findings are loosely typed, so a bad one is skipped rather than failing the alert)."""
+    if not isinstance(v, str):
+        return None
+    d = v.strip().rstrip(".").lower()
+    if _DOMAIN.match(d) is None:
+        return None
+    try:
+        ipaddress.ip_address(d)
+        return None  # an address is not a domain
+    except ValueError:
+        return d
+
+
+def port(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str) and v.isdigit() and len(v) <= 5:
+        v = int(v)
+    if isinstance(v, int) and 0 < v <= 65535:
+        return v
+    if isinstance(v, float) and v.is_integer() and 0 < v <= 65535:
+        return int(v)
+    return None
+
+
+class Evidence:
+    """Collects indicators and the affected resource's own addresses while a mapper walks
+    a finding; resolves them into the ``Indicators`` record at the end."""
+
+    __slots__ = ("_actor_ips", "_domains", "_own", "_ports", "_users")
+
+    def __init__(self) -> None:
+        self._actor_ips: dict[str, None] = {}
+        self._own: dict[str, None] = {}
+        self._domains: dict[str, None] = {}
+        self._users: dict[str, None] = {}
+        self._ports: dict[int, None] = {}
+
+    def actor_ip(self, v: Any, field: str) -> None:
+        ip = parse_ip(v, field)
+        if ip is not None:
+            self.actor_address(ip)
+
+    def actor_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        if len(self._actor_ips) < MAX_INDICATORS:
+            self._actor_ips[ip.compressed] = None
+
+    def own_ip(self, v: Any, field: str) -> None:
+        ip = parse_ip(v, field)
+        if ip is not None and len(self._own) < MAX_INDICATORS:
+            self._own[ip.compressed] = None
+
+    def domain(self, v: Any) -> None:
+        d = domain(v)
+        if d is not None and len(self._domains) < MAX_INDICATORS:
+            self._domains[d] = None
+
+    def user(self, v: Any) -> None:
+        if isinstance(v, str) and v.strip() and len(self._users) < MAX_INDICATORS:
+            self._users[bound(safe(v.strip()), 256)] = None
+
+    def port(self, v: Any) -> None:
+        p = port(v)
+        if p is not None and len(self._ports) < MAX_PORTS:
+            self._ports[p] = None
+
+    def own_addresses(self) -> list[str]:
+        return list(self._own)
+
+    def indicators(self) -> Indicators:
+        own = self._own
+        ips = []
+        for s in self._actor_ips:
+            if s in own:
+                continue  # the resource's own address is never an actor
+            if is_external(ipaddress.ip_address(s)):
+                ips.append(s)
+        return {
+            "ips": ips,
+            "domains": list(self._domains),
+            "users": list(self._users),
+            "ports": sorted(self._ports),
+        }
+
+
+# ---------------------------------------------------------------- time
+def parse_time(v: Any) -> datetime | None:
+    """ISO-8601 (any fraction length, 'Z' or offset; naive = UTC) or epoch milliseconds.
+    Truncated to milliseconds so the alert equals its Avro round trip."""
+    if isinstance(v, str):
+        s = v.strip()
+        if not s or len(s) > 64:
+            return None
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            return None
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    elif isinstance(v, int | float) and not isinstance(v, bool):
+        if not math.isfinite(v) or not (0 <= v < 253402300800000):
+            return None
+        dt = datetime.fromtimestamp(int(v) / 1000, UTC)
+    else:
+        return None
+    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+
+
+def raw_time(v: Any) -> str | None:
+    if isinstance(v, str):
+        return bound(safe(v), 64)
+    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return str(v)
+    return None
+
+
+# ---------------------------------------------------------------- severity
+# One scale for every source; the per-source tables map onto it (docs/normalization.md).
+# Score bands follow Security Hub's Normalized bands so ASFF numbers keep their meaning.
+LABEL_SCORE = {"informational": 0, "low": 20, "medium": 50, "high": 75, "critical": 95}
+_BANDS = {"informational": (0, 0), "low": (1, 39), "medium": (40, 69), "high": (70, 89), "critical": (90, 100)}
+
+
+def label_for_score(score: float) -> str:
+    if score >= 90:
+        return "critical"
+    if score >= 70:
+        return "high"
+    if score >= 40:
+        return "medium"
+    if score >= 1:
+        return "low"
+    return "informational"
+
+
+def severity(label: str, score: float | None, source_label: str | None, source_score: float | None) -> Severity:
+    """``label`` on our scale; ``score`` (0-100) is kept inside the label's band."""
+    lo, hi = _BANDS[label]
+    if score is None or not math.isfinite(score):
+        s = LABEL_SCORE[label]
+    else:
+        s = min(max(round(score), lo), hi)
+    if source_score is not None and not math.isfinite(source_score):
+        source_score = None
+    return {"label": label, "score": s, "source_label": source_label, "source_score": source_score}
+
+
+def number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, str) and len(v) < 32:
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+        return f if math.isfinite(f) else None
+    return None
+
+
+# ---------------------------------------------------------------- building the alert
+def resource(
+    rtype: str | None,
+    rid: str | None,
+    *,
+    name: str | None = None,
+    region: str | None = None,
+    tags: dict[str, str] | None = None,
+    addresses: list[str] | None = None,
+) -> Resource | None:
+    if not rid:
+        return None
+    return {
+        "type": rtype or "Unknown",
+        "id": rid,
+        "name": name,
+        "region": region,
+        "tags": tags or {},
+        "addresses": addresses or [],
+    }
+
+
+def attributes(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        if len(out) >= MAX_ATTRIBUTES:
+            break
+        if isinstance(v, list):
+            v = ";".join(x for x in v if isinstance(x, str)) or None
+        s = opt_str(v, ATTRIBUTE_LIMIT)
+        if s is not None:
+            out[k] = s
+    return out
+
+
+def revision(identity: str, *parts: str | float | None, status_raw: Mapping[str, str]) -> str:
+    """Fingerprint of one version of a finding, as the source versions it: its identity,
+    its own last-updated value, its status fields and severity. A redelivery of the same
+    version gives the same revision whatever envelope carried it."""
+    h = hashlib.sha256(identity.encode())
+    for p in parts:
+        h.update(b"\x00")
+        h.update(b"-" if p is None else str(p).encode("utf-8", "replace"))
+    for k in sorted(status_raw):
+        h.update(b"\x01")
+        h.update(k.encode("utf-8", "replace"))
+        h.update(b"=")
+        h.update(status_raw[k].encode("utf-8", "replace"))
+    return h.hexdigest()[:32]
+
+
+def build(
+    *,
+    source: str,
+    source_id: str,
+    provider: str,
+    product: str,
+    account: str,
+    account_name: str | None,
+    organization: str | None,
+    region: str | None,
+    resources: list[Resource],
+    title: str,
+    description: str,
+    finding_type: str | None,
+    sev: Severity,
+    status: str,
+    status_raw: dict[str, str],
+    first_seen: datetime | None,
+    updated_raw: Any,
+    received_at: datetime,
+    evidence: Evidence,
+    control_id: str | None,
+    console_url: str | None,
+    raw: RawRef,
+    attrs: dict[str, str],
+    version_hint: str | None = None,
+) -> Alert:
+    identity = identity_of(source, source_id)
+    updated = parse_time(updated_raw)
+    updated_raw_s = raw_time(updated_raw)
+    skew = False
+    if updated is None:
+        updated = received_at  # no usable source time: receipt time orders it
+    elif updated > received_at:
+        # A clock ahead of ours must not make later genuine updates look older.
+        updated = received_at
+        skew = True
+    own = evidence.own_addresses()
+    if own and resources:
+        addrs = resources[0]["addresses"]
+        for a in own:
+            if a not in addrs:
+                addrs.append(a)
+    if not title:
+        title = finding_type or "(untitled finding)"
+    return {
+        "identity": identity,
+        "source_id": source_id,
+        "revision": revision(
+            identity,
+            updated_raw_s,
+            sev["source_label"],
+            sev["source_score"],
+            version_hint,
+            status_raw=status_raw,
+        ),
+        "provider": provider,
+        "product": product,
+        "account": account,
+        "account_name": account_name,
+        "organization": organization,
+        "region": region,
+        "resources": resources[:MAX_RESOURCES],
+        "title": title,
+        "description": description,
+        "finding_type": finding_type,
+        "severity": sev,
+        "status": status,
+        "status_raw": status_raw,
+        "first_seen": first_seen,
+        "updated_at": updated,
+        "updated_at_raw": updated_raw_s,
+        "received_at": received_at,
+        "clock_skew": skew,
+        "indicators": evidence.indicators(),
+        "control_id": control_id,
+        "console_url": console_url,
+        "raw": raw,
+        "attributes": attrs,
+        "labels": {},
+    }
