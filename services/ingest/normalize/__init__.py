@@ -15,16 +15,14 @@ from alertline.model import Alert, RawRef
 
 from . import asff, defender, guardduty, ocsf, scc
 from .common import FindingProblem
-from .envelope import ASFF, DEFENDER, GUARDDUTY, OCSF, SCC, S3Object, findings, s3_objects
+from .envelope import ASFF, DEFENDER, GUARDDUTY, OCSF, SCC, findings
 
 __all__ = [
     "FindingError",
     "NormalizeError",
     "NormalizeResult",
     "RawLocation",
-    "S3Object",
     "normalize",
-    "s3_objects",
 ]
 
 

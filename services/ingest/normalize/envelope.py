@@ -21,7 +21,6 @@ import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from alertline.errors import NormalizeError
 
@@ -315,65 +314,3 @@ def _unwrap_b64(data: Any, where: str, depth: int, out: list[Item]) -> None:
         out.append(Item(None, None, where, str(exc)))
         return
     _unwrap(value, where, depth, out)
-
-
-# ---------------------------------------------------------------- for transports
-@dataclass(frozen=True, slots=True)
-class S3Object:
-    bucket: str
-    key: str
-
-
-def s3_objects(body: bytes) -> list[S3Object] | None:
-    """The objects an S3 ``ObjectCreated`` notification points at (direct, inside an SNS
-    notification, a Lambda-style SQS event, or an EventBridge ``Object Created`` event);
-    None when ``body`` is not such a notification. Keys are URL-decoded as S3 sends them
-    encoded. Raises ``NormalizeError`` only for bytes that are not JSON at all."""
-    try:
-        doc = json.loads(to_text(body))
-    except RecursionError as exc:
-        raise NormalizeError("malformed JSON: nested too deeply") from exc
-    except ValueError:
-        return None
-    found: list[S3Object] = []
-    if _collect_s3(doc, found, 0):
-        return found
-    return None
-
-
-def _collect_s3(v: Any, found: list[S3Object], depth: int) -> bool:
-    if depth > 3 or not isinstance(v, dict):
-        return False
-    if v.get("detail-type") == "Object Created" and v.get("source") == "aws.s3":
-        bucket, key = get_str(v, "detail", "bucket", "name"), get_str(v, "detail", "object", "key")
-        if isinstance(bucket, str) and isinstance(key, str):
-            found.append(S3Object(bucket, key))
-            return True
-        return False
-    if v.get("Type") == "Notification" and isinstance(v.get("Message"), str):
-        try:
-            return _collect_s3(json.loads(v["Message"]), found, depth + 1)
-        except (ValueError, RecursionError):
-            return False
-    records = v.get("Records")
-    if not isinstance(records, list):
-        return False
-    hit = False
-    for r in records:
-        if not isinstance(r, dict):
-            continue
-        if isinstance(r.get("s3"), dict):
-            bucket, key = get_str(r, "s3", "bucket", "name"), get_str(r, "s3", "object", "key")
-            if (
-                isinstance(bucket, str)
-                and isinstance(key, str)
-                and str(r.get("eventName", "")).startswith("ObjectCreated")
-            ):
-                found.append(S3Object(bucket, unquote_plus(key)))
-                hit = True
-        elif isinstance(r.get("body"), str):
-            try:
-                hit = _collect_s3(json.loads(r["body"]), found, depth + 1) or hit
-            except (ValueError, RecursionError):
-                continue
-    return hit

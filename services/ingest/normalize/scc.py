@@ -32,6 +32,7 @@ SOURCE = "gcp.scc"
 _SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 _PROJECT = re.compile(r"/projects/([^/]+)")
 _ZONE = re.compile(r"/zones/([a-z]+-[a-z]+\d+)-[a-z]\b")
+_ZONE_NAME = re.compile(r"([a-z]+-[a-z]+\d+)-[a-z]")
 _REGION = re.compile(r"/(?:regions|locations)/([a-z]+-[a-z]+\d+|global)\b")
 _LOCATION_GLOBAL = "/locations/global/"
 
@@ -44,9 +45,11 @@ def canonical_name(name: str) -> str:
 
 
 def _region(res: dict[str, Any], resource_name: str | None) -> str | None:
+    # Zonal resources report their region, so v1 (parsed from the name) and v2 (location) agree.
     loc = opt_str(res.get("location"), 64)
     if loc:
-        return loc
+        m = _ZONE_NAME.fullmatch(loc)
+        return m.group(1) if m else loc
     if resource_name:
         m = _ZONE.search(resource_name)
         if m:
@@ -54,6 +57,8 @@ def _region(res: dict[str, Any], resource_name: str | None) -> str | None:
         m = _REGION.search(resource_name)
         if m:
             return m.group(1)
+        if "/global/" in resource_name:
+            return "global"
     return None
 
 
