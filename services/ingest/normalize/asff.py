@@ -155,7 +155,7 @@ def _open_ports(sg: dict[str, Any], ev: Evidence) -> None:
             continue
         ranges = [get(r, "CidrIp") for r in as_list(perm.get("IpRanges"))]
         ranges += [get(r, "CidrIpv6") for r in as_list(perm.get("Ipv6Ranges"))]
-        if not any(r in _WORLD for r in ranges):
+        if not any(isinstance(r, str) and r in _WORLD for r in ranges):
             continue
         if perm.get("IpProtocol") in ("-1", -1, "all"):
             lo, hi = 0, 65535

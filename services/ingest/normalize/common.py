@@ -67,6 +67,13 @@ def opt_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
     cost an alert."""
     if isinstance(v, str) and v:
         return bound(safe(v), limit)
+    return None
+
+
+def scalar_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
+    """Like ``opt_str`` but numbers and booleans are kept as text (attributes, tags, raw status)."""
+    if isinstance(v, str) and v:
+        return bound(safe(v), limit)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float) and not (isinstance(v, float) and not math.isfinite(v)):
@@ -140,7 +147,7 @@ def str_map(v: Any, limit_items: int = MAX_TAGS, limit_len: int = ATTRIBUTE_LIMI
     for k, val in v.items():
         if len(out) >= limit_items:
             break
-        s = opt_str(val, limit_len)
+        s = scalar_str(val, limit_len)
         if s is not None and k:
             out[bound(safe(k), 256)] = s
     return out
@@ -153,7 +160,7 @@ def kv_list_map(v: Any, key: str, value: str) -> dict[str, str]:
         if len(out) >= MAX_TAGS:
             break
         k = get(item, key)
-        s = opt_str(get(item, value), ATTRIBUTE_LIMIT)
+        s = scalar_str(get(item, value), ATTRIBUTE_LIMIT)
         if isinstance(k, str) and k and s is not None:
             out[bound(safe(k), 256)] = s
     return out
@@ -248,7 +255,7 @@ def domain(v: Any) -> str | None:
 def port(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, str) and v.isdigit() and len(v) <= 5:
+    if isinstance(v, str) and v.isascii() and v.isdecimal() and len(v) <= 5:
         v = int(v)
     if isinstance(v, int) and 0 < v <= 65535:
         return v
@@ -327,9 +334,9 @@ def parse_time(v: Any) -> datetime | None:
             return None
         try:
             dt = datetime.fromisoformat(s)
-        except ValueError:
+            dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        except (ValueError, OverflowError):  # not ISO-8601, or an offset past year 1/9999
             return None
-        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
     elif isinstance(v, int | float) and not isinstance(v, bool):
         if not math.isfinite(v) or not (0 <= v < 253402300800000):
             return None
@@ -422,7 +429,7 @@ def attributes(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
             break
         if isinstance(v, list):
             v = ";".join(x for x in v if isinstance(x, str)) or None
-        s = opt_str(v, ATTRIBUTE_LIMIT)
+        s = scalar_str(v, ATTRIBUTE_LIMIT)
         if s is not None:
             out[k] = s
     return out

@@ -214,7 +214,7 @@ def _unwrap_inner(v: Any, where: str, depth: int, out: list[Item]) -> None:
     if "detail-type" in v and "detail" in v:
         dt = v["detail-type"]
         detail = v["detail"]
-        if dt in _ASFF_DETAIL_TYPES or dt == "Findings Imported V2":
+        if isinstance(dt, str) and (dt in _ASFF_DETAIL_TYPES or dt == "Findings Imported V2"):
             fs = detail.get("findings") if isinstance(detail, dict) else None
             if not isinstance(fs, list):
                 raise _Problem(_at(_join(where, "detail.findings"), "expected a list"))
@@ -253,7 +253,7 @@ def _unwrap_inner(v: Any, where: str, depth: int, out: list[Item]) -> None:
     if isinstance(received, list):
         for i, m in enumerate(received):
             w = _join(where, f"receivedMessages[{i}].message.data")
-            _unwrap_b64(m.get("message", {}).get("data") if isinstance(m, dict) else None, w, d, out)
+            _unwrap_b64(get_str(m, "message", "data") if isinstance(m, dict) else None, w, d, out)
         return
     if isinstance(v.get("finding"), dict):
         out.append(Item(SCC, v, where or "notification"))

@@ -23,6 +23,7 @@ from .common import (
     parse_time,
     req_str,
     resource,
+    scalar_str,
     severity,
 )
 
@@ -49,7 +50,7 @@ def _severity(f: dict[str, Any]) -> Any:
     if sid is None and name is None:
         raise FindingProblem("severity_id: missing")
     label = _SEVERITY_ID.get(sid or 0) or _SEVERITY_NAME.get((name or "").lower(), "medium")
-    return severity(label, None, name, float(sid) if sid is not None else None)
+    return severity(label, None, name, float(sid) if sid is not None and abs(sid) < 1 << 31 else None)
 
 
 def _status(f: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -64,7 +65,7 @@ def _status(f: dict[str, Any]) -> tuple[str, dict[str, str]]:
         ("activity_name", f.get("activity_name")),
         ("compliance.status", comp.get("status")),
     ):
-        s = opt_str(v, 64)
+        s = scalar_str(v, 64)
         if s is not None:
             raw[key] = s
     if (

@@ -95,14 +95,14 @@ def _allowed_ports(props: dict[str, Any], ev: Evidence) -> None:
     if isinstance(allowed, str) and len(allowed) < 65536:
         try:
             allowed = json.loads(allowed)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
     for rule in as_list(allowed):
         ports = get(rule, "ports") or get(rule, "port")
         for p in as_list(ports):
             if isinstance(p, str) and "-" in p:
                 lo, _, hi = p.partition("-")
-                if lo.isdigit() and hi.isdigit() and 0 <= int(hi) - int(lo) < 32:
+                if lo.isascii() and lo.isdecimal() and hi.isascii() and hi.isdecimal() and 0 <= int(hi) - int(lo) < 32:
                     for x in range(int(lo), int(hi) + 1):
                         ev.port(x)
                 continue
