@@ -7,9 +7,10 @@ Inspector, IAM Access Analyzer, Config, Macie, partners): the product is read fr
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from alertline.model import Alert, RawRef, Resource
 
@@ -29,6 +30,7 @@ from .common import (
     opt_str,
     parse_time,
     port,
+    quote,
     req_str,
     resource,
     severity,
@@ -57,10 +59,11 @@ HIGH_RISK_PORTS = (
     20, 21, 22, 23, 25, 110, 135, 143, 445, 1433, 1434, 3000, 3306, 3389, 4333, 5000, 5432, 5500,
     5601, 8080, 8088, 8888, 9200, 9300,
 )  # fmt: skip
-_WORLD = frozenset({"0.0.0.0/0", "::/0"})
 
 
+@functools.lru_cache(maxsize=512)
 def product_of(product_arn: str, product_name: str | None) -> str:
+    """Our product slug. Product ARNs are few, so the answer is cached."""
     # arn:aws:securityhub:us-east-1::product/aws/guardduty -> guardduty
     tail = product_arn.rsplit(":", 1)[-1]
     parts = tail.split("/")
@@ -74,11 +77,13 @@ def product_of(product_arn: str, product_name: str | None) -> str:
     return "securityhub"
 
 
+@functools.lru_cache(maxsize=512)
 def _region_of_arn(arn: str) -> str | None:
     parts = arn.split(":", 5)
     return (parts[3] or None) if len(parts) > 4 else None
 
 
+@functools.lru_cache(maxsize=512)
 def _partition_of_arn(arn: str) -> str:
     parts = arn.split(":", 2)
     return parts[1] if len(parts) > 2 and parts[1] else "aws"
@@ -92,9 +97,15 @@ def console_host(partition: str) -> str:
     return "console.aws.amazon.com"
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.~:/-]+")
+
+
 def console_url(finding_id: str, region: str | None, partition: str) -> str:
     # The console's own deep link: the search value is itself percent-encoded once more.
-    search = quote("Id=" + quote("\\operator\\:EQUALS\\:" + finding_id, safe=""), safe="")
+    if _PLAIN_ID.fullmatch(finding_id):  # ARN-like ids: two replaces instead of two quotes
+        search = "Id%3D%255Coperator%255C%253AEQUALS%255C%253A" + finding_id.replace(":", "%253A").replace("/", "%252F")
+    else:
+        search = quote("Id=" + quote("\\operator\\:EQUALS\\:" + finding_id))
     r = region or "us-east-1"
     return f"https://{console_host(partition)}/securityhub/home?region={r}#/findings?search={search}"
 
@@ -148,14 +159,21 @@ def _severity(f: dict[str, Any]) -> Any:
     return severity(label, normalized, opt_str(src_label, 64), product if product is not None else normalized)
 
 
+def _world_in(ranges: Any, key: str, cidr: str) -> bool:
+    # Ranges may carry a Description next to the CIDR, so the exact-dict test above can miss.
+    return isinstance(ranges, list) and any(isinstance(r, dict) and r.get(key) == cidr for r in ranges)
+
+
 def _open_ports(sg: dict[str, Any], ev: Evidence) -> None:
     """Ports a security group opens to the whole internet (0.0.0.0/0 or ::/0)."""
     for perm in as_list(sg.get("IpPermissions")):
         if not isinstance(perm, dict):
             continue
-        ranges = [get(r, "CidrIp") for r in as_list(perm.get("IpRanges"))]
-        ranges += [get(r, "CidrIpv6") for r in as_list(perm.get("Ipv6Ranges"))]
-        if not any(isinstance(r, str) and r in _WORLD for r in ranges):
+        v4, v6 = perm.get("IpRanges"), perm.get("Ipv6Ranges")
+        world = (isinstance(v4, list) and {"CidrIp": "0.0.0.0/0"} in v4) or (
+            isinstance(v6, list) and {"CidrIpv6": "::/0"} in v6
+        )
+        if not world and not _world_in(v4, "CidrIp", "0.0.0.0/0") and not _world_in(v6, "CidrIpv6", "::/0"):
             continue
         if perm.get("IpProtocol") in ("-1", -1, "all"):
             lo, hi = 0, 65535
@@ -165,12 +183,12 @@ def _open_ports(sg: dict[str, Any], ev: Evidence) -> None:
                 continue
             lo, hi = lo_p, hi_p if hi_p is not None else lo_p
         if hi - lo < 32:
-            for p in range(lo, hi + 1):
-                ev.port(p)
+            for p in range(max(lo, 1), hi + 1):
+                ev.valid_port(p)
         else:
             for p in HIGH_RISK_PORTS:
                 if lo <= p <= hi:
-                    ev.port(p)
+                    ev.valid_port(p)
 
 
 def _resources(f: dict[str, Any], region: str | None, ev: Evidence) -> list[Resource]:

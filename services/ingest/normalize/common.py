@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import math
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -65,14 +66,20 @@ def req_str(v: Any, field: str, limit: int = ID_LIMIT) -> str:
 def opt_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
     """An optional short string. A value of the wrong type is dropped: optional fields never
     cost an alert."""
-    if isinstance(v, str) and v:
+    if type(v) is str and v:
+        if len(v) <= limit and v.isprintable():
+            return v
         return bound(safe(v), limit)
     return None
 
 
 def scalar_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
     """Like ``opt_str`` but numbers and booleans are kept as text (attributes, tags, raw status)."""
-    if isinstance(v, str) and v:
+    if type(v) is str:
+        if not v:
+            return None
+        if len(v) <= limit and v.isprintable():
+            return v
         return bound(safe(v), limit)
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -139,11 +146,30 @@ def clean_description(v: Any) -> str:
     return s
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_QUOTE_TABLE = {c: f"%{c:02X}" for c in range(128) if chr(c) not in _UNRESERVED}
+
+
+def quote(s: str) -> str:
+    """``urllib.parse.quote(s, safe="")``, without its per-byte Python loop for ASCII text
+    (console links are built for every alert)."""
+    if s.isascii():
+        return s.translate(_QUOTE_TABLE)
+    from urllib.parse import quote as slow_quote
+
+    return slow_quote(s, safe="")
+
+
 def str_map(v: Any, limit_items: int = MAX_TAGS, limit_len: int = ATTRIBUTE_LIMIT) -> dict[str, str]:
     """A string->string map (tags) from an object, bounded and made safe."""
+    if not isinstance(v, dict) or not v:
+        return {}
+    if len(v) <= limit_items and all(
+        type(k) is str and type(x) is str and 0 < len(k) <= 256 and 0 < len(x) <= limit_len and (k + x).isprintable()
+        for k, x in v.items()
+    ):
+        return dict(v)  # the usual case: short printable tags, nothing to clean
     out: dict[str, str] = {}
-    if not isinstance(v, dict):
-        return out
     for k, val in v.items():
         if len(out) >= limit_items:
             break
@@ -167,70 +193,85 @@ def kv_list_map(v: Any, key: str, value: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- indicators
+# An address as (canonical text, is it an external actor?).
+Addr = tuple[str, bool]
+
 # Networks that are not an external actor: private, shared (CGNAT), loopback, link-local,
 # multicast, unspecified, reserved. Documentation ranges (TEST-NET) are deliberately absent:
 # they never occur in real findings and the fixtures use them for "the internet".
-_INTERNAL_NETS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "::/128",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-        "ff00::/8",
+_INTERNAL_V4 = tuple(
+    (int(n.network_address), int(n.broadcast_address))
+    for n in map(
+        ipaddress.IPv4Network,
+        ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+         "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4"),
     )
-)
+)  # fmt: skip
+_INTERNAL_V6 = tuple(map(ipaddress.IPv6Network, ("::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8")))
 # Values that sources put in caller-IP fields for callers without an address.
 _IP_PLACEHOLDERS = frozenset({"", "private", "gce-internal-ip", "aws internal", "unknown", "n/a", "-"})
 
 
-def parse_ip(v: Any, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+# First octets that can start an internal range; any other IPv4 address is external at once.
+_MAYBE_INTERNAL_V4 = frozenset(range(224, 256)) | {0, 10, 100, 127, 169, 172, 192}
+
+
+def _v4_external(packed: bytes) -> bool:
+    if packed[0] not in _MAYBE_INTERNAL_V4:
+        return True
+    n = int.from_bytes(packed, "big")
+    return all(not lo <= n <= hi for lo, hi in _INTERNAL_V4)
+
+
+def address(s: str) -> Addr | None:
+    """Parse an IPv4/IPv6 address as ``ipaddress`` would (dotted quads without leading
+    zeros; IPv6 in any form). IPv4 takes the C fast path: addresses are on every hot alert."""
+    if ":" not in s:
+        try:
+            return s, _v4_external(socket.inet_pton(socket.AF_INET, s))
+        except (OSError, ValueError):  # not a dotted quad; embedded NUL
+            return None
+    try:
+        ip = ipaddress.IPv6Address(s)
+    except ValueError:
+        return None
+    mapped = ip.ipv4_mapped
+    if mapped is not None:
+        return ip.compressed, _v4_external(mapped.packed)
+    return ip.compressed, not any(ip in n for n in _INTERNAL_V6)
+
+
+def parse_ip(v: Any, field: str) -> Addr | None:
     """A field the source types as an IP address. Missing or a known placeholder gives None;
     anything else that is not an address is bad input."""
     if v is None:
         return None
     if not isinstance(v, str):
         raise FindingProblem(f"{field}: expected an IP address string, got a {type(v).__name__}")
+    a = address(v.strip())
+    if a is not None:
+        return a
     if v.strip().lower() in _IP_PLACEHOLDERS:
         return None
-    try:
-        return ipaddress.ip_address(v.strip())
-    except ValueError as exc:
-        shown = bound(safe(v), 64)
-        raise FindingProblem(f"{field}: {shown!r} is not a valid IP address") from exc
-
-
-def is_external(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not any(ip.version == n.version and ip in n for n in _INTERNAL_NETS)
+    shown = bound(safe(v), 64)
+    raise FindingProblem(f"{field}: {shown!r} is not a valid IP address")
 
 
 _IPV4_TOKEN = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6_TOKEN = re.compile(r"(?<![0-9A-Fa-f:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![0-9A-Fa-f:])")
 
 
-def ips_in_text(v: Any) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def ips_in_text(v: Any) -> list[Addr]:
     """Addresses inside free text (e.g. Defender ExtendedProperties "IP Address: 1.2.3.4").
     Free text is not typed as an address, so tokens that do not parse are ignored."""
     if not isinstance(v, str) or len(v) > 4096:
         return []
-    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    out: list[Addr] = []
     for rx in (_IPV4_TOKEN, _IPV6_TOKEN):
         for tok in rx.findall(v):
-            try:
-                out.append(ipaddress.ip_address(tok))
-            except ValueError:
-                continue
+            a = address(tok)
+            if a is not None:
+                out.append(a)
     return out
 
 
@@ -243,16 +284,14 @@ def domain(v: Any) -> str | None:
     if not isinstance(v, str):
         return None
     d = v.strip().rstrip(".").lower()
-    if _DOMAIN.match(d) is None:
+    if _DOMAIN.match(d) is None or address(d) is not None:  # an address is not a domain
         return None
-    try:
-        ipaddress.ip_address(d)
-        return None  # an address is not a domain
-    except ValueError:
-        return d
+    return d
 
 
 def port(v: Any) -> int | None:
+    if type(v) is int:
+        return v if 0 < v <= 65535 else None
     if isinstance(v, bool):
         return None
     if isinstance(v, str) and v.isascii() and v.isdecimal() and len(v) <= 5:
@@ -271,25 +310,29 @@ class Evidence:
     __slots__ = ("_actor_ips", "_domains", "_own", "_ports", "_users")
 
     def __init__(self) -> None:
-        self._actor_ips: dict[str, None] = {}
+        self._actor_ips: dict[str, bool] = {}
         self._own: dict[str, None] = {}
         self._domains: dict[str, None] = {}
         self._users: dict[str, None] = {}
         self._ports: dict[int, None] = {}
 
     def actor_ip(self, v: Any, field: str) -> None:
-        ip = parse_ip(v, field)
-        if ip is not None:
-            self.actor_address(ip)
+        a = parse_ip(v, field)
+        if a is not None:
+            self.actor_address(a)
 
-    def actor_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    def actor_address(self, a: Addr) -> None:
         if len(self._actor_ips) < MAX_INDICATORS:
-            self._actor_ips[ip.compressed] = None
+            self._actor_ips[a[0]] = a[1]
 
     def own_ip(self, v: Any, field: str) -> None:
-        ip = parse_ip(v, field)
-        if ip is not None and len(self._own) < MAX_INDICATORS:
-            self._own[ip.compressed] = None
+        a = parse_ip(v, field)
+        if a is not None:
+            self.own_address(a)
+
+    def own_address(self, a: Addr) -> None:
+        if len(self._own) < MAX_INDICATORS:
+            self._own[a[0]] = None
 
     def domain(self, v: Any) -> None:
         d = domain(v)
@@ -305,19 +348,18 @@ class Evidence:
         if p is not None and len(self._ports) < MAX_PORTS:
             self._ports[p] = None
 
+    def valid_port(self, p: int) -> None:
+        if len(self._ports) < MAX_PORTS:
+            self._ports[p] = None
+
     def own_addresses(self) -> list[str]:
         return list(self._own)
 
     def indicators(self) -> Indicators:
         own = self._own
-        ips = []
-        for s in self._actor_ips:
-            if s in own:
-                continue  # the resource's own address is never an actor
-            if is_external(ipaddress.ip_address(s)):
-                ips.append(s)
+        # The resource's own address is never an actor, nor is an internal address.
         return {
-            "ips": ips,
+            "ips": [s for s, external in self._actor_ips.items() if external and s not in own],
             "domains": list(self._domains),
             "users": list(self._users),
             "ports": sorted(self._ports),
@@ -334,7 +376,8 @@ def parse_time(v: Any) -> datetime | None:
             return None
         try:
             dt = datetime.fromisoformat(s)
-            dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+            if dt.tzinfo is not UTC:
+                dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
         except (ValueError, OverflowError):  # not ISO-8601, or an offset past year 1/9999
             return None
     elif isinstance(v, int | float) and not isinstance(v, bool):
@@ -343,7 +386,8 @@ def parse_time(v: Any) -> datetime | None:
         dt = datetime.fromtimestamp(int(v) / 1000, UTC)
     else:
         return None
-    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+    us = dt.microsecond
+    return dt if us % 1000 == 0 else dt.replace(microsecond=us - us % 1000)
 
 
 def raw_time(v: Any) -> str | None:
@@ -439,16 +483,9 @@ def revision(identity: str, *parts: str | float | None, status_raw: Mapping[str,
     """Fingerprint of one version of a finding, as the source versions it: its identity,
     its own last-updated value, its status fields and severity. A redelivery of the same
     version gives the same revision whatever envelope carried it."""
-    h = hashlib.sha256(identity.encode())
-    for p in parts:
-        h.update(b"\x00")
-        h.update(b"-" if p is None else str(p).encode("utf-8", "replace"))
-    for k in sorted(status_raw):
-        h.update(b"\x01")
-        h.update(k.encode("utf-8", "replace"))
-        h.update(b"=")
-        h.update(status_raw[k].encode("utf-8", "replace"))
-    return h.hexdigest()[:32]
+    text = "\x00".join(["-" if p is None else str(p) for p in (identity, *parts)])
+    text += "\x01" + "\x01".join(f"{k}={status_raw[k]}" for k in sorted(status_raw))
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def build(

@@ -3,6 +3,7 @@ export / workflow automation) and the alerts REST API shape (``properties.*``)."
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any
@@ -90,19 +91,34 @@ def _entities(entities: list[Any], ev: Evidence) -> None:
                 ev.user(name)
 
 
+@functools.lru_cache(maxsize=1024)
+def _key_kind(k: str) -> str:
+    """What an ExtendedProperties label names; labels repeat, so the answer is cached."""
+    if _ACTOR_KEY.search(k):
+        return "actor"
+    if _OWN_KEY.search(k):
+        return "own"
+    if _USER_KEY.match(k):
+        return "user"
+    if _PORT_KEY.match(k):
+        return "port"
+    return ""
+
+
 def _extended(props: dict[str, Any], ev: Evidence) -> None:
     for k, v in props.items():
-        if not isinstance(k, str) or len(k) > 128:
+        if len(k) > 128:
             continue
-        if _ACTOR_KEY.search(k):
+        kind = _key_kind(k)
+        if kind == "actor":
             for ip in ips_in_text(v):
                 ev.actor_address(ip)
-        elif _OWN_KEY.search(k):
+        elif kind == "own":
             for ip in ips_in_text(v):
-                ev.own_ip(ip.compressed, f"ExtendedProperties.{k}")
-        elif _USER_KEY.match(k):
+                ev.own_address(ip)
+        elif kind == "user":
             ev.user(v)
-        elif _PORT_KEY.match(k):
+        elif kind == "port":
             ev.port(v)
 
 

@@ -22,6 +22,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from alertline.errors import NormalizeError
 
 MAX_DEPTH = 8
@@ -80,11 +82,23 @@ def gunzip(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def to_text(body: bytes) -> str:
+def documents(body: bytes) -> list[Any | Item]:
+    """The JSON documents in a delivery. orjson reads the common case (one valid document)
+    fast; anything it refuses goes to the standard parser, which explains the problem with a
+    line and column, reads newline-delimited or concatenated documents, and tolerates what
+    JSON allows but orjson does not (lone surrogate escapes, integers beyond 64 bits)."""
     if body[:2] == GZIP_MAGIC:
         body = gunzip(body)
     if body[:3] == b"\xef\xbb\xbf":
         body = body[3:]
+    try:
+        return [orjson.loads(body)]
+    except orjson.JSONDecodeError:
+        pass
+    return parse_text(to_text(body))
+
+
+def to_text(body: bytes) -> str:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -117,6 +131,15 @@ def _stream(text: str) -> list[Any | Item]:
     pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
     n = len(text)
     while pos < n:
+        nl = text.find("\n", pos)
+        try:  # newline-delimited: one document per line, read by orjson
+            value = orjson.loads(text[pos : nl if nl >= 0 else n])
+        except orjson.JSONDecodeError:
+            pass  # concatenated documents, or a bad line: the standard parser decides
+        else:
+            out.append(value)
+            pos = n if nl < 0 else _WS.match(text, nl).end()  # type: ignore[union-attr]
+            continue
         try:
             value, end = _DECODER.raw_decode(text, pos)
         except RecursionError as exc:
@@ -141,6 +164,10 @@ def _nested(text: Any, where: str) -> Any:
     """A JSON document carried as a string inside another (SQS body, SNS Message)."""
     if not isinstance(text, str):
         raise _Problem(f"{where}: expected a string holding JSON, got a {type(text).__name__}")
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass  # the standard parser gives the precise reason, or accepts it
     try:
         return _DECODER.decode(text)
     except RecursionError as exc:
@@ -168,9 +195,8 @@ class _Problem(Exception):
 
 
 def findings(body: bytes) -> list[Item]:
-    text = to_text(body)
     out: list[Item] = []
-    for i, doc in enumerate(parse_text(text)):
+    for i, doc in enumerate(documents(body)):
         if isinstance(doc, Item):
             out.append(doc)
             continue

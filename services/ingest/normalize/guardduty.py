@@ -189,10 +189,7 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
                 ("actionType", get(service, "action", "actionType")),
                 ("api", get(service, "action", "awsApiCallAction", "api")),
                 ("serviceName", get(service, "action", "awsApiCallAction", "serviceName")),
-                ("callerType", get(service, "action", "awsApiCallAction", "callerType")),
                 ("threatListName", get(service, "additionalInfo", "threatListName")),
-                ("featureName", service.get("featureName")),
-                ("detectorId", service.get("detectorId")),
             )
         ),
     )

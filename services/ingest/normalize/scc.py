@@ -6,7 +6,6 @@ import json
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from alertline.model import Alert, RawRef
 
@@ -22,6 +21,7 @@ from .common import (
     get,
     opt_str,
     parse_time,
+    quote,
     req_str,
     resource,
     severity,
@@ -35,6 +35,7 @@ _ZONE = re.compile(r"/zones/([a-z]+-[a-z]+\d+)-[a-z]\b")
 _ZONE_NAME = re.compile(r"([a-z]+-[a-z]+\d+)-[a-z]")
 _REGION = re.compile(r"/(?:regions|locations)/([a-z]+-[a-z]+\d+|global)\b")
 _LOCATION_GLOBAL = "/locations/global/"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.~/-]+")
 
 
 def canonical_name(name: str) -> str:
@@ -172,7 +173,8 @@ def normalize_message(msg: Any, *, raw: RawRef, received_at: datetime) -> Alert:
     description = f.get("description")
     if not isinstance(description, str) or not description:
         description = props.get("Explanation") or props.get("ExplanationText") or ""
-    console = f"https://console.cloud.google.com/security/command-center/findingsv2;name={quote(name, safe='')}"
+    qname = name.replace("/", "%2F") if _PLAIN_NAME.fullmatch(name) else quote(name)
+    console = f"https://console.cloud.google.com/security/command-center/findingsv2;name={qname}"
     console += f"?organizationId={org}" if org else (f"?project={project}" if project else "")
     return build(
         source=SOURCE,
