@@ -67,14 +67,17 @@ def normalize(body: bytes, *, raw: RawLocation, received_at: datetime, hint: str
     so the same bytes always give the same indexes. ``hint`` (the transport's name) only
     makes error messages clearer.
     """
-    if not isinstance(body, bytes | bytearray | memoryview):
-        raise NormalizeError(f"delivery must be bytes, got a {type(body).__name__}")
+    if type(body) is not bytes:
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise NormalizeError(f"delivery must be bytes, got a {type(body).__name__}")
+        body = bytes(body)
     if received_at.tzinfo is None:
         raise ValueError("received_at must be timezone-aware")
-    received = received_at.astimezone(UTC)
-    received = received.replace(microsecond=received.microsecond // 1000 * 1000)
+    received = received_at if received_at.tzinfo is UTC else received_at.astimezone(UTC)
+    if received.microsecond % 1000:
+        received = received.replace(microsecond=received.microsecond // 1000 * 1000)
     try:
-        items = findings(bytes(body))
+        items = findings(body)
     except NormalizeError as exc:
         raise NormalizeError(_with_hint(str(exc), hint)) from exc
     if not items:

@@ -19,8 +19,7 @@ import binascii
 import json
 import re
 import zlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,8 +40,7 @@ _ASFF_DETAIL_TYPES = frozenset({"Security Hub Findings - Imported", "Security Hu
 _WS = re.compile(r"[ \t\r\n]*")
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One slot in the delivery: a finding of a known kind, or the reason it is not one."""
 
     kind: str | None
