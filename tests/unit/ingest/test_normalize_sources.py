@@ -25,7 +25,7 @@ def test_every_fixture_normalizes_to_alerts_that_round_trip_through_the_avro_cod
         assert alert["status"] in ("active", "resolved", "suppressed")
         assert alert["severity"]["label"] in ("informational", "low", "medium", "high", "critical")
         assert 0 <= alert["severity"]["score"] <= 100
-        assert alert["identity"].startswith(alert["identity"].split(":")[0] + ":")
+        assert alert["identity"] == identity_of(alert["identity"].split(":")[0], alert["source_id"])
         json.dumps(summary(alert))  # the CLI view is plain JSON
 
 
@@ -337,6 +337,14 @@ def test_lambda_sqs_event_unwraps_every_body_in_order():
 
 def test_sns_notification_unwraps_the_message():
     assert one(body_of("sqs/sns-notification.json"))["control_id"] == "EC2.19"
+    lambda_sns = {"Records": [{"EventSource": "aws:sns", "Sns": doc("sqs/sns-notification.json")}]}
+    assert one(lambda_sns)["control_id"] == "EC2.19"
+
+
+def test_scc_list_findings_results_are_accepted():
+    msg = doc("scc/v1-muted.json")
+    result = run({"listFindingsResults": [{"finding": msg["finding"], "resource": msg["resource"]}]})
+    assert [a["status"] for a in result.alerts] == ["suppressed"]
 
 
 def test_s3_objects_ndjson_and_gzip_of_concatenated_events():
