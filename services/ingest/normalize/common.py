@@ -119,30 +119,29 @@ def bound(s: str, limit: int) -> str:
 
 
 def clean_title(v: Any) -> str:
+    """One line, escaped, at most ``TITLE_LIMIT`` characters plus a truncation marker."""
     if not isinstance(v, str):
         return ""
-    s: str = v
+    n = len(v)
+    s: str = v[:TITLE_LIMIT] if n > TITLE_LIMIT else v  # cut first: cleaning megabytes is waste
     if not s.isprintable():
-        s = _UNSAFE_LINE.sub(_escape, _SPACES.sub(" ", s))
+        s = _UNSAFE_LINE.sub(_escape, _SPACES.sub(" ", s))[:TITLE_LIMIT]
     s = s.strip()
-    if len(s) > TITLE_LIMIT:
-        return s[:TITLE_LIMIT] + f"…[truncated {len(s) - TITLE_LIMIT} characters]"
-    return s
+    return s + f"…[truncated; {n} characters in the source]" if n > TITLE_LIMIT else s
 
 
 def clean_description(v: Any) -> str:
+    """Escaped text keeping its lines, at most ``DESCRIPTION_LIMIT`` characters plus a marker."""
     if not isinstance(v, str):
         return ""
-    s: str = v
+    n = len(v)
+    s: str = v[:DESCRIPTION_LIMIT] if n > DESCRIPTION_LIMIT else v
     if not s.isprintable():
         if "\r" in s:
             s = s.replace("\r\n", "\n").replace("\r", "\n")
-        s = _UNSAFE_TEXT.sub(_escape, s)
-    if len(s) > DESCRIPTION_LIMIT:
-        return (
-            s[:DESCRIPTION_LIMIT]
-            + f"\n…[truncated {len(s) - DESCRIPTION_LIMIT} characters; the raw delivery is archived]"
-        )
+        s = _UNSAFE_TEXT.sub(_escape, s)[:DESCRIPTION_LIMIT]
+    if n > DESCRIPTION_LIMIT:
+        return s + f"\n…[truncated; {n} characters in the source; the raw delivery is archived]"
     return s
 
 

@@ -218,9 +218,17 @@ def test_a_multi_megabyte_description_is_truncated_with_a_marker(codec):
     event = asff(Description="A" * 5_000_000, Title="T" * 100_000)
     alert = one(event)
     assert len(alert["description"]) < 33_000
-    assert alert["description"].endswith("characters; the raw delivery is archived]")
+    assert alert["description"].endswith("[truncated; 5000000 characters in the source; the raw delivery is archived]")
     assert len(alert["title"]) < 1_100
-    assert "truncated 98976 characters" in alert["title"]
+    assert alert["title"].endswith("…[truncated; 100000 characters in the source]")
+    codec.encode("alert", alert)
+
+
+def test_a_multi_megabyte_field_of_control_characters_stays_bounded(codec):
+    alert = one(asff(Description="\x07\u202e" * 2_000_000, Title="\x00" * 3_000_000))
+    assert len(alert["description"]) < 33_000
+    assert alert["description"].startswith("\\u0007\\u202e")
+    assert len(alert["title"]) < 1_100
     codec.encode("alert", alert)
 
 
