@@ -69,7 +69,7 @@ def opt_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
     if type(v) is str and v:
         if len(v) <= limit and v.isprintable():
             return v
-        return bound(safe(v), limit)
+        return short(v, limit)
     return None
 
 
@@ -80,7 +80,7 @@ def scalar_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
             return None
         if len(v) <= limit and v.isprintable():
             return v
-        return bound(safe(v), limit)
+        return short(v, limit)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float) and not (isinstance(v, float) and not math.isfinite(v)):
@@ -112,10 +112,11 @@ def safe(s: str) -> str:
     return _UNSAFE_LINE.sub(_escape, s)
 
 
-def bound(s: str, limit: int) -> str:
+def short(s: str, limit: int) -> str:
+    """``s`` made safe and cut to ``limit`` characters (cut first: never scan megabytes)."""
     if len(s) <= limit:
-        return s
-    return s[:limit] + f"…[truncated {len(s) - limit} characters]"
+        return safe(s)
+    return safe(s[:limit]) + f"…[truncated {len(s) - limit} characters]"
 
 
 def clean_title(v: Any) -> str:
@@ -174,7 +175,7 @@ def str_map(v: Any, limit_items: int = MAX_TAGS, limit_len: int = ATTRIBUTE_LIMI
             break
         s = scalar_str(val, limit_len)
         if s is not None and k:
-            out[bound(safe(k), 256)] = s
+            out[short(k, 256)] = s
     return out
 
 
@@ -187,7 +188,7 @@ def kv_list_map(v: Any, key: str, value: str) -> dict[str, str]:
         k = get(item, key)
         s = scalar_str(get(item, value), ATTRIBUTE_LIMIT)
         if isinstance(k, str) and k and s is not None:
-            out[bound(safe(k), 256)] = s
+            out[short(k, 256)] = s
     return out
 
 
@@ -247,12 +248,12 @@ def parse_ip(v: Any, field: str) -> Addr | None:
         return None
     if not isinstance(v, str):
         raise FindingProblem(f"{field}: expected an IP address string, got a {type(v).__name__}")
-    a = address(v.strip())
+    a = address(v.strip()) if len(v) <= 64 else None
     if a is not None:
         return a
     if v.strip().lower() in _IP_PLACEHOLDERS:
         return None
-    shown = bound(safe(v), 64)
+    shown = short(v, 64)
     raise FindingProblem(f"{field}: {shown!r} is not a valid IP address")
 
 
@@ -340,7 +341,7 @@ class Evidence:
 
     def user(self, v: Any) -> None:
         if isinstance(v, str) and v.strip() and len(self._users) < MAX_INDICATORS:
-            self._users[bound(safe(v.strip()), 256)] = None
+            self._users[short(v.strip(), 256)] = None
 
     def port(self, v: Any) -> None:
         p = port(v)
@@ -391,7 +392,7 @@ def parse_time(v: Any) -> datetime | None:
 
 def raw_time(v: Any) -> str | None:
     if isinstance(v, str):
-        return bound(safe(v), 64)
+        return short(v, 64)
     if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
         return str(v)
     return None
