@@ -1,14 +1,15 @@
-"""Ingest transport throughput: archive to S3 (moto server over HTTP) + normalize + one Kafka
-transaction per batch, as the SQS source does with 10 messages per receive.
+"""Ingest transport throughput: archive to S3 (moto server over HTTP) + the real normalizer +
+one Kafka transaction per batch, as the SQS source does with 10 messages per receive. Each
+delivery is the Security Hub multi-finding fixture (3 ASFF findings) with fresh finding ids.
 
-Reports deliveries/s and alerts/s through Pipeline.run, and the batch latency (p50/p99), for
-the stand-in normalizer (transport cost only) or the real one (--real).
+Reports deliveries/s and alerts/s through Pipeline.run, and the batch latency (p50/p99).
 
-usage: KAFKA_BOOTSTRAP=127.0.0.1:19092 .venv/bin/python bench/ingest_pipeline.py [BATCHES] [--real]
+usage: KAFKA_BOOTSTRAP=127.0.0.1:19092 .venv/bin/python bench/ingest_pipeline.py [BATCHES]
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import statistics
@@ -16,6 +17,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -27,21 +29,17 @@ from alertline.kafka.publisher import Publisher
 from alertline.settings import KafkaSettings
 from services.ingest.archive import S3Archive
 from services.ingest.domain import Delivery
+from services.ingest.normalize import normalize
 from services.ingest.pipeline import IngestMetrics, Pipeline, Topics
 
 BATCH = 10
 FINDINGS = 3
+FIXTURE = "tests/fixtures/deliveries/securityhub/multi-finding.json"
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    batches = int(args[0]) if args else 200
-    real = "--real" in sys.argv
-    if real:
-        from services.ingest.normalize import normalize
-    else:
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from tests.integration.ingest.standin import delivery, normalize
+    batches = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    template = json.loads((Path(__file__).resolve().parent.parent / FIXTURE).read_bytes())
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -61,11 +59,10 @@ def main() -> None:
     now = datetime.now(UTC)
 
     def body(n: int) -> bytes:
-        if real:
-            raise SystemExit("--real: point this at tests/fixtures/deliveries once the normalizers land")
-        return delivery(
-            *({"id": f"b{n}-{k}", "title": f"finding {n}/{k}", "ip": "203.0.113.9"} for k in range(FINDINGS))
-        )
+        event = json.loads(json.dumps(template))
+        for f in event["detail"]["findings"]:
+            f["Id"] += f"-{n}"
+        return json.dumps(event).encode()
 
     p.run([Delivery("sqs", "warmup", body(-1), now, now, "sqs")])
     lat: list[float] = []
@@ -81,7 +78,7 @@ def main() -> None:
     publisher.close()
     moto.stop()
     q = statistics.quantiles(lat, n=100)
-    print(f"batches={batches} x {BATCH} deliveries x {FINDINGS} findings  normalizer={'real' if real else 'stand-in'}")
+    print(f"batches={batches} x {BATCH} deliveries x {FINDINGS} findings (real normalizer)")
     print(f"deliveries/s={batches * BATCH / dt:.0f}  alerts/s={alerts / dt:.0f}")
     print(f"batch latency p50={q[49] * 1000:.1f} ms  p99={q[98] * 1000:.1f} ms")
 

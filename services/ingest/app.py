@@ -171,7 +171,7 @@ def build(
     eventhubs_receiver: Receiver | None = None,
     pubsub_subscriber: Any = None,
 ) -> IngestApp:
-    """The composition root. Tests pass a stand-in normalizer, a codec, or the Event Hubs
+    """The composition root. Tests may pass a normalizer, a codec, or the Event Hubs
     receiver that drives the handler at the SDK boundary; production passes nothing."""
     w = wire(settings, normalize=normalize, codec=codec, registry=registry, clock=clock)
     rt = settings.runtime

@@ -1,10 +1,10 @@
 """The ingest service as its own process, for the crash tests.
 
 usage: python -m tests.integration.ingest.ingest_proc
-Settings come from ALERTLINE_* like `alertline run ingest`. Two test-only substitutions go
-through the composition root: INGEST_TEST_NORMALIZER=standin uses the stand-in normalizer, and
-INGEST_TEST_EVENTHUB_DIR / INGEST_TEST_CHECKPOINTS drive Event Hubs at the SDK boundary
-(devtools/eventhubs.py) instead of an AMQP connection that cannot exist here.
+Settings come from ALERTLINE_* like `alertline run ingest`, with the real normalizer. One
+test-only substitution goes through the composition root: INGEST_TEST_EVENTHUB_DIR /
+INGEST_TEST_CHECKPOINTS drive Event Hubs at the SDK boundary (devtools/eventhubs.py) instead
+of an AMQP connection that cannot exist here.
 """
 
 from __future__ import annotations
@@ -14,18 +14,12 @@ from pathlib import Path
 
 from alertline import logs
 from services.ingest.app import build
-from services.ingest.pipeline import NormalizeFn
 from services.ingest.settings import IngestSettings
 
 
 def main() -> None:
     settings = IngestSettings()
     logs.configure("ingest", settings.runtime.log_level)
-    normalize: NormalizeFn | None = None
-    if os.environ.get("INGEST_TEST_NORMALIZER") == "standin":
-        from tests.integration.ingest.standin import normalize as standin
-
-        normalize = standin
     receiver = None
     if os.environ.get("INGEST_TEST_EVENTHUB_DIR"):
         from devtools.eventhubs import FakeEventHub, FileCheckpointStore, PartitionPump
@@ -35,7 +29,7 @@ def main() -> None:
             FileCheckpointStore(Path(os.environ["INGEST_TEST_CHECKPOINTS"])),
             max_batch_size=2,
         )
-    raise SystemExit(build(settings, normalize=normalize, eventhubs_receiver=receiver).run())
+    raise SystemExit(build(settings, eventhubs_receiver=receiver).run())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -22,12 +23,66 @@ from alertline.kafka.publisher import Publisher
 from alertline.settings import KafkaSettings
 from alertline.testing.kafka import read_all
 from services.ingest.archive import S3Archive
+from services.ingest.normalize import normalize as real_normalize
 from services.ingest.pipeline import IngestMetrics, NormalizeFn, Pipeline, Topics
 from tests.conftest import REPO
-from tests.integration.ingest import standin
 
 CODEC = SingleObjectCodec()
 REGION = "us-east-1"
+FIXTURES = REPO / "tests" / "fixtures" / "deliveries"
+
+
+def fixture(name: str) -> bytes:
+    """One delivery as the transport hands it (tests/fixtures/deliveries, real wire formats)."""
+    return (FIXTURES / name).read_bytes()
+
+
+def doc(name: str) -> Any:
+    return json.loads(fixture(name))
+
+
+def asff(*suffixes: str, **changes: Any) -> bytes:
+    """An EventBridge "Security Hub Findings - Imported" event (the ec2-19 fixture) holding one
+    finding per suffix, each its own identity (``Id`` + suffix); ``changes`` edit every finding."""
+    event = doc("securityhub/ec2-19-open-ports.json")
+    base = event["detail"]["findings"][0]
+    findings = []
+    for sfx in suffixes:
+        f = json.loads(json.dumps(base)) | changes
+        f["Id"] = base["Id"] + sfx if "Id" not in changes else changes["Id"]
+        findings.append(f)
+    event["detail"]["findings"] = findings
+    return json.dumps(event).encode()
+
+
+def scc(suffix: str) -> bytes:
+    """A decoded SCC NotificationMessage (v1 open firewall) with its own finding name."""
+    n = doc("scc/v1-open-firewall-active.json")
+    n["finding"]["name"] += suffix
+    return json.dumps(n).encode()
+
+
+def defender(suffix: str) -> bytes:
+    """A Defender for Cloud continuous-export alert (flat shape) with its own SystemAlertId."""
+    a = doc("defender/flat-ssh-brute-force.json")
+    a["SystemAlertId"] += suffix
+    return json.dumps(a).encode()
+
+
+def guardduty_with_ip(ip: Any) -> bytes:
+    event = doc("guardduty/tor-api-call.json")
+    event["detail"]["service"]["action"]["awsApiCallAction"]["remoteIpDetails"]["ipAddressV4"] = ip
+    return json.dumps(event).encode()
+
+
+def source_ids(body: bytes) -> set[str]:
+    """What the real normalizer says the findings in ``body`` are (their source ids)."""
+    from datetime import UTC, datetime
+
+    from services.ingest.normalize import RawLocation
+
+    r = real_normalize(body, raw=RawLocation("s3://x/y", "0" * 64), received_at=datetime.now(UTC))
+    return {a["source_id"] for a in r.alerts}
 
 
 def boto(service: str, endpoint: str) -> Any:
@@ -60,7 +115,7 @@ def pipeline(
     s3: Any,
     bucket: str,
     *,
-    normalize: NormalizeFn = standin.normalize,
+    normalize: NormalizeFn = real_normalize,
     txn_id: str | None = None,
     registry: CollectorRegistry | None = None,
     **kw: Any,
@@ -120,9 +175,13 @@ def archived(s3: Any, bucket: str, body: bytes) -> list[str]:
     return keys
 
 
-def spawn_ingest(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    """The ingest service as its own process (tests/integration/ingest/ingest_proc.py)."""
+def spawn_service(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`alertline run ingest`, the production entry point, as its own process."""
     full = os.environ | {"PYTHONPATH": str(REPO)} | env
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.ingest.ingest_proc", *args], env=full, cwd=Path(REPO)
-    )
+    return subprocess.Popen([sys.executable, "-m", "alertline.cli", "run", "ingest"], env=full, cwd=Path(REPO))
+
+
+def spawn_ingest(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The ingest service with Event Hubs driven at the SDK boundary (ingest_proc.py)."""
+    full = os.environ | {"PYTHONPATH": str(REPO)} | env
+    return subprocess.Popen([sys.executable, "-m", "tests.integration.ingest.ingest_proc"], env=full, cwd=Path(REPO))

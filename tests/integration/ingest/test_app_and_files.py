@@ -16,8 +16,18 @@ from alertline.settings import KafkaSettings
 from services.ingest.app import build
 from services.ingest.cli import register
 from services.ingest.settings import IngestSettings
-from tests.integration.ingest import standin
-from tests.integration.ingest.support import CODEC, alerts, aws_env, boto, dead_letters, make_topics, unique
+from tests.integration.ingest.support import (
+    CODEC,
+    alerts,
+    asff,
+    aws_env,
+    boto,
+    dead_letters,
+    fixture,
+    make_topics,
+    source_ids,
+    unique,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -38,7 +48,7 @@ def test_service_serves_health_and_metrics_and_drains_on_stop(
         archive={"bucket": bucket},
         ingest={"sqs": {"queue_urls": [queue], "wait_s": 1}},
     )
-    app = build(settings, normalize=standin.normalize, codec=CODEC)
+    app = build(settings, codec=CODEC)
     code: list[int] = []
     t = threading.Thread(target=lambda: code.append(app.run(install_signals=False)))
     t.start()
@@ -49,7 +59,7 @@ def test_service_serves_health_and_metrics_and_drains_on_stop(
         base = f"http://127.0.0.1:{app.http_port}"
         assert urllib.request.urlopen(base + "/readyz", timeout=5).status == 200
         assert urllib.request.urlopen(base + "/healthz", timeout=5).status == 200
-        sqs.send_message(QueueUrl=queue, MessageBody=standin.delivery({"id": "m-1", "title": "t"}).decode())
+        sqs.send_message(QueueUrl=queue, MessageBody=asff("-m1").decode())
         sqs.send_message(QueueUrl=queue, MessageBody="{broken")
         assert len(alerts(kafka_settings, expect=1)) == 1
         metrics = ""
@@ -72,19 +82,6 @@ def test_service_serves_health_and_metrics_and_drains_on_stop(
     assert code == [0]
 
 
-def _normalizer_landed() -> bool:
-    from services.ingest.normalize import normalize
-
-    try:
-        normalize(b"{}", raw=None, received_at=None)  # type: ignore[arg-type]
-    except NotImplementedError:
-        return False
-    except Exception:
-        return True
-    return True
-
-
-@pytest.mark.skipif(not _normalizer_landed(), reason="the CLI uses the real normalizer (issue 3, other half)")
 def test_ingest_file_archives_and_publishes_each_file_with_progress(
     tmp_path: Path, moto_endpoint: str, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,19 +97,23 @@ def test_ingest_file_archives_and_publishes_each_file_with_progress(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     a = tmp_path / "a.json"
-    a.write_bytes(standin.delivery({"id": "file-1", "title": "t"}, {"id": "file-2", "title": "u"}))
+    a.write_bytes(fixture("securityhub/multi-finding.json"))
     b = tmp_path / "b.json.gz"
-    b.write_bytes(gzip.compress(standin.delivery({"id": "file-3", "title": "t"})))
+    b.write_bytes(gzip.compress(fixture("scc/v2-open-firewall-active.json")))
     c = tmp_path / "c.json"
     c.write_bytes(b"not json at all")
     register(cli)
     result = CliRunner().invoke(cli, ["ingest", "file", str(a), str(b), str(c)])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert lines[0].startswith(f"[1/3] {a}: 2 alerts, 0 dead letters (s3://{bucket}/raw/file/")
+    assert lines[0].startswith(f"[1/3] {a}: 3 alerts, 0 dead letters (s3://{bucket}/raw/file/")
+    assert lines[1].startswith(f"[2/3] {b}: 1 alerts, 0 dead letters")
     assert lines[2].startswith(f"[3/3] {c}: 0 alerts, 1 dead letters")
-    assert lines[-1] == "3/3 files ingested: 3 alerts, 1 dead letters"
-    assert sorted(x["source_id"] for x in alerts(kafka_settings, expect=3)) == ["file-1", "file-2", "file-3"]
+    assert lines[-1] == "3/3 files ingested: 4 alerts, 1 dead letters"
+    expected = source_ids(fixture("securityhub/multi-finding.json")) | source_ids(
+        fixture("scc/v2-open-firewall-active.json")
+    )
+    assert {x["source_id"] for x in alerts(kafka_settings, expect=4)} == expected
     [(dl, _)] = dead_letters(kafka_settings, expect=1)
     assert dl["value"] == b"not json at all" and dl["source"] == c.resolve().as_uri()
 
@@ -129,7 +130,7 @@ def test_ingest_file_exits_non_zero_when_a_file_cannot_be_archived(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     a = tmp_path / "a.json"
-    a.write_bytes(standin.delivery({"id": "file-9", "title": "t"}))
+    a.write_bytes(fixture("guardduty/port-probe.json"))
     register(cli)
     result = CliRunner().invoke(cli, ["ingest", "file", str(a)])
     assert result.exit_code == 1

@@ -14,25 +14,31 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from alertline.settings import KafkaSettings
 from devtools.eventhubs import FakeEventHub, FileCheckpointStore
 from devtools.pubsub_fake import PubSubFake
-from tests.integration.ingest import standin
-from tests.integration.ingest.support import alerts, aws_env, boto, make_topics, spawn_ingest, unique, versions
+from tests.integration.ingest.support import (
+    alerts,
+    asff,
+    aws_env,
+    boto,
+    defender,
+    make_topics,
+    scc,
+    source_ids,
+    spawn_ingest,
+    spawn_service,
+    unique,
+    versions,
+)
 
 pytestmark = pytest.mark.kafka
 
-N = 6  # deliveries, two findings each
-
-
-def _deliveries(tag: str) -> list[bytes]:
-    return [
-        standin.delivery({"id": f"{tag}-{i}-a", "title": f"a{i}"}, {"id": f"{tag}-{i}-b", "title": f"b{i}"})
-        for i in range(N)
-    ]
+N = 6  # deliveries per source
 
 
 def _env(kafka: KafkaSettings, moto_endpoint: str, bucket: str) -> dict[str, str]:
@@ -46,12 +52,18 @@ def _env(kafka: KafkaSettings, moto_endpoint: str, bucket: str) -> dict[str, str
         "ALERTLINE_RUNTIME__INSTANCE_ID": "crash-test",
         "ALERTLINE_RUNTIME__LOG_LEVEL": "WARNING",
         "ALERTLINE_RUNTIME__BACKOFF_MAX_S": "2",
-        "INGEST_TEST_NORMALIZER": "standin",
     }
 
 
-def _crash_then_recover(env: dict[str, str], drained: Callable[[], bool], kafka: KafkaSettings) -> None:
-    first = spawn_ingest(env | {"ALERTLINE_TEST_CRASH_AFTER_PUBLISH": "1"})
+def _crash_then_recover(
+    env: dict[str, str],
+    drained: Callable[[], bool],
+    kafka: KafkaSettings,
+    bodies: list[bytes],
+    spawn: Callable[[dict[str, str]], Any] = spawn_service,
+) -> None:
+    expected = set().union(*(source_ids(b) for b in bodies))
+    first = spawn(env | {"ALERTLINE_TEST_CRASH_AFTER_PUBLISH": "1"})
     try:
         assert first.wait(90) == 137, "the test hook kills the process right after a Kafka commit"
     finally:
@@ -61,7 +73,7 @@ def _crash_then_recover(env: dict[str, str], drained: Callable[[], bool], kafka:
     assert committed, "the crash came after the commit: those alerts are in Kafka"
     assert not drained(), "... and their source was not acknowledged"
 
-    second = spawn_ingest(env)
+    second = spawn(env)
     try:
         deadline = time.monotonic() + 90
         while not drained() and time.monotonic() < deadline:
@@ -73,9 +85,9 @@ def _crash_then_recover(env: dict[str, str], drained: Callable[[], bool], kafka:
         if second.poll() is None:
             second.kill()
 
-    got = alerts(kafka, expect=2 * N + len(committed))
+    got = alerts(kafka, expect=len(expected) + len(committed))
     ids = {a["source_id"] for a in got}
-    assert len(ids) == 2 * N, f"lost {2 * N - len(ids)} alerts"
+    assert ids == expected, f"lost {len(expected - ids)} alerts"
     v = versions(got)
     assert max(v.values()) <= 2, "no version more than twice after one crash"
     repeated = {k for k, c in v.items() if c == 2}
@@ -90,7 +102,8 @@ def test_sqs_crash_between_kafka_commit_and_delete_loses_nothing(
     bucket = unique("archive")
     s3.create_bucket(Bucket=bucket)
     queue = sqs.create_queue(QueueName=unique("crash"))["QueueUrl"]
-    for body in _deliveries("sqs"):
+    bodies = [asff(f"-{i}-a", f"-{i}-b") for i in range(N)]  # two Security Hub findings each
+    for body in bodies:
         sqs.send_message(QueueUrl=queue, MessageBody=body.decode())
 
     def drained() -> bool:
@@ -103,7 +116,7 @@ def test_sqs_crash_between_kafka_commit_and_delete_loses_nothing(
         "ALERTLINE_INGEST__SQS__MAX_MESSAGES": "2",
         "ALERTLINE_INGEST__SQS__VISIBILITY_TIMEOUT_S": "3",
     }
-    _crash_then_recover(env, drained, kafka_settings)
+    _crash_then_recover(env, drained, kafka_settings, bodies)
 
 
 @pytest.fixture
@@ -124,14 +137,15 @@ def test_pubsub_crash_between_kafka_commit_and_ack_loses_nothing(
     topic, sub = "projects/p/topics/scc", "projects/p/subscriptions/ingest"
     pubsub.create_topic(topic)
     pubsub.create_subscription(sub, topic)
-    for body in _deliveries("ps"):
+    bodies = [scc(f"-{i}") for i in range(N)]
+    for body in bodies:
         pubsub.publish(topic, body)
     env = _env(kafka_settings, moto_endpoint, bucket) | {
         "PUBSUB_EMULATOR_HOST": pubsub.host,
         "ALERTLINE_INGEST__PUBSUB__SUBSCRIPTIONS": json.dumps([sub]),
         "ALERTLINE_INGEST__PUBSUB__CONCURRENCY": "1",
     }
-    _crash_then_recover(env, lambda: pubsub.stats(sub).acked == N, kafka_settings)
+    _crash_then_recover(env, lambda: pubsub.stats(sub).acked == N, kafka_settings, bodies)
     assert max(pubsub.stats(sub).deliveries.values()) >= 2, "unacked messages were redelivered after their lease"
 
 
@@ -143,7 +157,8 @@ def test_eventhubs_crash_between_kafka_commit_and_checkpoint_loses_nothing(
     bucket = unique("archive")
     s3.create_bucket(Bucket=bucket)
     hub = FakeEventHub(tmp_path / "hub", partitions=2)
-    for i, body in enumerate(_deliveries("eh")):
+    bodies = [defender(f"-{i}") for i in range(N)]
+    for i, body in enumerate(bodies):
         hub.send(body, str(i % 2))
     store = FileCheckpointStore(tmp_path / "checkpoints.json")
 
@@ -159,5 +174,5 @@ def test_eventhubs_crash_between_kafka_commit_and_checkpoint_loses_nothing(
         "INGEST_TEST_EVENTHUB_DIR": str(tmp_path / "hub"),
         "INGEST_TEST_CHECKPOINTS": str(tmp_path / "checkpoints.json"),
     }
-    _crash_then_recover(env, drained, kafka_settings)
+    _crash_then_recover(env, drained, kafka_settings, bodies, spawn=spawn_ingest)
     assert json.loads((tmp_path / "checkpoints.json").read_text())["ownership"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,8 +13,20 @@ import pytest
 from alertline.settings import KafkaSettings
 from devtools.pubsub_fake import PubSubFake
 from services.ingest.sources.pubsub import PubSubSource
-from tests.integration.ingest import standin
-from tests.integration.ingest.support import alerts, boto, dead_letters, fence, make_topics, pipeline, unique
+from tests.integration.ingest.support import (
+    alerts,
+    asff,
+    boto,
+    dead_letters,
+    doc,
+    fence,
+    fixture,
+    make_topics,
+    pipeline,
+    scc,
+    source_ids,
+    unique,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -62,13 +75,16 @@ def test_pubsub_message_is_archived_published_then_acked(
     bucket = unique("archive")
     s3.create_bucket(Bucket=bucket)
     p, pub = pipeline(kafka_settings, s3, bucket)
-    body = standin.delivery({"id": "scc-1", "title": "open firewall"})
+    body = fixture("scc/v2-open-firewall-active.json")  # a decoded SCC NotificationMessage (v2 names)
     fake.publish(TOPIC, body)
+    fake.publish(TOPIC, fixture("scc/v1-public-bucket-inactive.json"))
     with Running(_source(p)):
-        assert fake.wait_acked(SUB, 1, 30)
-    assert [a["source_id"] for a in alerts(kafka_settings, expect=1)] == ["scc-1"]
+        assert fake.wait_acked(SUB, 2, 30)
+    got = alerts(kafka_settings, expect=2)
+    assert {a["source_id"] for a in got} == source_ids(body) | source_ids(fixture("scc/v1-public-bucket-inactive.json"))
+    assert {a["status"] for a in got} == {"active", "resolved"}
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert len(keys) == 1 and keys[0].startswith("raw/pubsub/")
+    assert len(keys) == 2 and all(k.startswith("raw/pubsub/") for k in keys)
     assert fake.stats(SUB).unacked == 0
     pub.close()
 
@@ -80,7 +96,7 @@ def test_pubsub_archive_failure_nacks_and_the_message_is_redelivered(
     s3 = boto("s3", moto_endpoint)
     bucket = unique("not-yet")
     p, pub = pipeline(kafka_settings, s3, bucket)
-    fake.publish(TOPIC, standin.delivery({"id": "scc-2", "title": "t"}))
+    fake.publish(TOPIC, scc("-2"))
     with Running(_source(p)):
         deadline = time.monotonic() + 20
         while fake.stats(SUB).deliveries.get("1", 0) < 2 and time.monotonic() < deadline:
@@ -89,7 +105,7 @@ def test_pubsub_archive_failure_nacks_and_the_message_is_redelivered(
         assert alerts(kafka_settings, timeout=3) == []
         s3.create_bucket(Bucket=bucket)
         assert fake.wait_acked(SUB, 1, 30)
-    assert [a["source_id"] for a in alerts(kafka_settings, expect=1)] == ["scc-2"]
+    assert {a["source_id"] for a in alerts(kafka_settings, expect=1)} == source_ids(scc("-2"))
     pub.close()
 
 
@@ -103,14 +119,14 @@ def test_pubsub_kafka_failure_nacks_and_the_message_is_redelivered(
     txn = unique(kafka_settings.topic_prefix + "ingest-pubsub")
     p, pub = pipeline(kafka_settings, s3, bucket, txn_id=txn)
     with Running(_source(p)):
-        fake.publish(TOPIC, standin.delivery({"id": "scc-3", "title": "t"}))
+        fake.publish(TOPIC, scc("-3"))
         assert fake.wait_acked(SUB, 1, 30)
         fence(kafka_settings, txn)
-        fake.publish(TOPIC, standin.delivery({"id": "scc-4", "title": "t"}))
+        fake.publish(TOPIC, scc("-4"))
         assert fake.wait_acked(SUB, 2, 60)
     assert p.metrics.publish_failures.labels("pubsub")._value.get() >= 1
     assert fake.stats(SUB).deliveries["2"] >= 2, "the failed delivery was nacked and came again"
-    assert sorted(a["source_id"] for a in alerts(kafka_settings, expect=2)) == ["scc-3", "scc-4"]
+    assert {a["source_id"] for a in alerts(kafka_settings, expect=2)} == source_ids(scc("-3")) | source_ids(scc("-4"))
     pub.close()
 
 
@@ -122,13 +138,22 @@ def test_pubsub_bad_input_is_archived_dead_lettered_and_acked(
     bucket = unique("archive")
     s3.create_bucket(Bucket=bucket)
     p, pub = pipeline(kafka_settings, s3, bucket)
+    no_name = doc("scc/v1-open-firewall-active.json")
+    no_name["finding"]["name"] = None
+    bad_ip = doc("scc/v2-bad-ip-active.json")
+    bad_ip["finding"]["connections"][0]["sourceIp"] = "10.0.0.300"
+    bidi_ip = doc("scc/v2-bad-ip-active.json")
+    bidi_ip["finding"]["connections"][0]["sourceIp"] = "203.0.113.9\u2067"
+    huge = doc("scc/v1-open-firewall-active.json")
+    huge["finding"]["name"] = "organizations/1/sources/2/findings/" + "f" * 2_500_000
     bad = [
         b"\xff\xfe not json",
         b'{"notificationConfigName": "x"}',
-        standin.delivery({"title": "no id"}),
-        standin.delivery({"id": "ip", "title": "t", "ip": "10.0.0.300"}),
-        standin.delivery({"id": "big", "title": "B" * (2 * 1024 * 1024)}),
-        standin.delivery({"id": "cc", "title": "x\u2067y\x1b[31m"}),
+        json.dumps(no_name).encode(),
+        json.dumps(bad_ip).encode(),
+        json.dumps(bidi_ip).encode(),
+        json.dumps(huge).encode(),
+        asff("", Id=12345),
     ]
     for b in bad:
         fake.publish(TOPIC, b)
@@ -137,8 +162,18 @@ def test_pubsub_bad_input_is_archived_dead_lettered_and_acked(
     dead = dead_letters(kafka_settings, expect=len(bad))
     assert len(dead) == len(bad)
     assert alerts(kafka_settings, timeout=3) == []
-    causes = sorted(d["error_message"].split(":")[0] for d, _ in dead)
-    assert any(c.startswith("malformed JSON") for c in causes) and any("record limit" in c for c in causes)
+    causes = " | ".join(sorted(d["error_message"] for d, _ in dead))
+    expected = [
+        "not UTF-8",
+        "unknown delivery shape",
+        "finding.name: expected a non-empty string",
+        "'10.0.0.300' is not a valid IP address",
+        "'203.0.113.9\\\\u2067' is not a valid IP address",
+        "more than the 2048 an identifier may have",
+        "Id: expected a non-empty string, got a int",
+    ]
+    for cause in expected:
+        assert cause in causes, f"{cause!r} not among: {causes}"
     for d, h in dead:
         assert d["source"] == f"pubsub://{SUB}" and h["alertline.source.message_id"]
         assert d["raw_uri"].startswith(f"s3://{bucket}/raw/pubsub/")

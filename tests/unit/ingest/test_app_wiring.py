@@ -8,8 +8,8 @@ import pytest
 from alertline.avro import SingleObjectCodec
 from alertline.errors import ConfigError
 from services.ingest.app import _production_eventhubs, build
+from services.ingest.normalize import normalize
 from services.ingest.settings import IngestSettings
-from tests.integration.ingest import standin
 
 
 def test_one_source_per_queue_and_subscription(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,7 +21,7 @@ def test_one_source_per_queue_and_subscription(monkeypatch: pytest.MonkeyPatch) 
             "pubsub": {"subscriptions": ["projects/p/subscriptions/s"], "concurrency": 2},
         },
     )
-    app = build(s, normalize=standin.normalize, codec=SingleObjectCodec(), pubsub_subscriber=object())
+    app = build(s, normalize=normalize, codec=SingleObjectCodec(), pubsub_subscriber=object())
     assert sorted(app.sources) == ["pubsub-0", "sqs-0", "sqs-1"]
     ids = sorted(p._conf["transactional.id"] for p in app.wiring.publishers)
     assert len(set(ids)) == 4, "one transactional producer per worker"
@@ -29,7 +29,7 @@ def test_one_source_per_queue_and_subscription(monkeypatch: pytest.MonkeyPatch) 
 
 def test_nothing_runs_without_an_archive_bucket() -> None:
     with pytest.raises(ConfigError, match="ARCHIVE__BUCKET"):
-        build(IngestSettings(), normalize=standin.normalize, codec=SingleObjectCodec())
+        build(IngestSettings(), normalize=normalize, codec=SingleObjectCodec())
 
 
 def test_production_event_hubs_uses_the_blob_checkpoint_store(monkeypatch: pytest.MonkeyPatch) -> None:

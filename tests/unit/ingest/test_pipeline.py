@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,9 +14,9 @@ from alertline.avro import SingleObjectCodec
 from alertline.errors import NormalizeError, Transient
 from alertline.stage import Output
 from services.ingest.domain import Delivery, Done, Retry
-from services.ingest.normalize import NormalizeResult
+from services.ingest.normalize import NormalizeResult, normalize
 from services.ingest.pipeline import CRASH_EXIT_CODE, IngestMetrics, Pipeline, Topics
-from tests.integration.ingest import standin
+from tests.integration.ingest.support import asff
 
 T = datetime(2026, 11, 23, 10, tzinfo=UTC)
 CODEC = SingleObjectCodec()
@@ -53,7 +54,7 @@ class MemoryPublisher:
 def _pipeline(**kw: Any) -> tuple[Pipeline, MemoryArchive, MemoryPublisher]:
     archive = MemoryArchive()
     pub = MemoryPublisher(archive.log)
-    kw.setdefault("normalize", standin.normalize)
+    kw.setdefault("normalize", normalize)
     p = Pipeline(
         archive=archive, archive_prefix="raw/", publisher=pub, codec=CODEC,
         topics=Topics("alerts", "dlq"), metrics=IngestMetrics(CollectorRegistry()), clock=lambda: T, **kw,
@@ -67,7 +68,7 @@ def _d(body: bytes) -> Delivery:
 
 def test_archive_comes_before_publish_and_done_means_committed() -> None:
     p, archive, pub = _pipeline()
-    [out] = p.run([_d(standin.delivery({"id": "a", "title": "t"}))])
+    [out] = p.run([_d(asff("-a"))])
     assert isinstance(out, Done) and out.alerts == 1
     assert archive.log == ["archive", "publish"]
     assert [o.topic for o in pub.committed] == ["alerts"]
@@ -76,7 +77,7 @@ def test_archive_comes_before_publish_and_done_means_committed() -> None:
 def test_archive_failure_publishes_nothing_and_asks_for_retry() -> None:
     p, archive, pub = _pipeline()
     archive.down = True
-    [out] = p.run([_d(standin.delivery({"id": "a", "title": "t"}))])
+    [out] = p.run([_d(asff("-a"))])
     assert isinstance(out, Retry) and out.retry_after == 3
     assert archive.log == ["archive"] and pub.committed == []
 
@@ -84,14 +85,14 @@ def test_archive_failure_publishes_nothing_and_asks_for_retry() -> None:
 def test_one_archive_failure_does_not_hold_back_the_rest_of_a_batch() -> None:
     class FlakyArchive(MemoryArchive):
         def put(self, key: str, body: bytes, sha256_hex: str) -> str:
-            if b'"b"' in body:
+            if b'-b"' in body:
                 raise Transient("this object failed")
             return super().put(key, body, sha256_hex)
 
     archive = FlakyArchive()
     p, _, pub = _pipeline()
     p.archive = archive
-    out = p.run([_d(standin.delivery({"id": "a", "title": "t"})), _d(standin.delivery({"id": "b", "title": "t"}))])
+    out = p.run([_d(asff("-a")), _d(asff("-b"))])
     assert isinstance(out[0], Done) and isinstance(out[1], Retry)
     assert len(pub.committed) == 1
 
@@ -99,7 +100,7 @@ def test_one_archive_failure_does_not_hold_back_the_rest_of_a_batch() -> None:
 def test_kafka_failure_turns_every_archived_delivery_into_a_retry() -> None:
     p, _, pub = _pipeline()
     pub.down = True
-    out = p.run([_d(standin.delivery({"id": "a", "title": "t"})), _d(b"{bad json")])
+    out = p.run([_d(asff("-a")), _d(b"{bad json")])
     assert all(isinstance(o, Retry) for o in out)
 
 
@@ -126,7 +127,7 @@ def test_a_normalizer_bug_is_a_dead_letter_not_a_crash() -> None:
 
 def test_an_alert_that_does_not_fit_the_schema_is_dead_lettered() -> None:
     def wrong(body: bytes, **kw: Any) -> NormalizeResult:
-        r = standin.normalize(standin.delivery({"id": "a", "title": "t"}), **kw)
+        r = normalize(asff("-a"), **kw)
         r.alerts[0]["severity"] = {"label": "high"}  # type: ignore[typeddict-item]
         return r
 
@@ -137,10 +138,16 @@ def test_an_alert_that_does_not_fit_the_schema_is_dead_lettered() -> None:
 
 
 def test_oversized_bytes_are_left_in_the_archive_and_named_in_the_dead_letter() -> None:
-    p, archive, pub = _pipeline(max_record_bytes=100_000)
-    body = standin.delivery({"id": "a", "title": "x" * 200_000})
+    def inflating(body: bytes, **kw: Any) -> NormalizeResult:
+        # A normalizer that let a huge field through: the record limit still holds.
+        r = normalize(body, **kw)
+        r.alerts[0]["description"] = "x" * 200_000
+        return r
+
+    p, archive, pub = _pipeline(max_record_bytes=100_000, normalize=inflating)
+    body = asff("-a", Description="y" * 150_000)
     [out] = p.run([_d(body)])
-    assert isinstance(out, Done) and out.dead_letters == 1
+    assert isinstance(out, Done) and out.dead_letters == 1 and out.alerts == 0
     env = CODEC.decode("dead_letter", pub.committed[0].value)  # type: ignore[arg-type]
     assert env["value"] is None and "record limit" in env["error_message"]
     assert archive.objects[env["raw_uri"].removeprefix("s3://bucket/")] == body
@@ -149,7 +156,7 @@ def test_oversized_bytes_are_left_in_the_archive_and_named_in_the_dead_letter() 
 def test_crash_hook_exits_after_the_commit_and_before_the_ack() -> None:
     exits: list[int] = []
     p, _, pub = _pipeline(crash_after_publish=True, exit=exits.append)
-    p.run([_d(standin.delivery({"id": "a", "title": "t"}))])
+    p.run([_d(asff("-a"))])
     assert exits == [CRASH_EXIT_CODE] and len(pub.committed) == 1
 
 
@@ -165,10 +172,17 @@ def test_normalize_error_class_is_kept_for_whole_delivery_failures() -> None:
 
 @pytest.mark.parametrize("n_bad", [1, 40])
 def test_dead_letters_of_one_delivery_share_a_byte_budget(n_bad: int) -> None:
-    findings = [{"title": "no id"} for _ in range(n_bad)]
-    body = standin.delivery(*findings)
+    event = json.loads(asff(*(f"-{i}" for i in range(n_bad + 1))))
+    for f in event["detail"]["findings"][1:]:
+        del f["Id"]  # one good finding, n_bad without an identity
+    body = json.dumps(event).encode()
     p, _, pub = _pipeline(dead_letter_budget_bytes=len(body) * 10)
-    p.run([_d(body)])
-    values = [CODEC.decode("dead_letter", o.value)["value"] for o in pub.committed]  # type: ignore[arg-type]
+    [out] = p.run([_d(body)])
+    assert isinstance(out, Done) and out.alerts == 1 and out.dead_letters == n_bad
+    dead = [o for o in pub.committed if o.topic == "dlq"]
+    values = [CODEC.decode("dead_letter", o.value)["value"] for o in dead]  # type: ignore[arg-type]
     assert len(values) == n_bad
     assert sum(1 for v in values if v is not None) == min(n_bad, 10)
+    assert {o.headers["alertline.finding.index"] for o in dead if o.headers} == {
+        str(i).encode() for i in range(1, n_bad + 1)
+    }
