@@ -38,6 +38,8 @@ class KafkaState:
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
+            # A one-shot read to the end: do not let the broker hold empty fetches.
+            "fetch.wait.max.ms": 50,
         })  # fmt: skip
         out: dict[str, Prior] = {}
         bad = 0
@@ -53,7 +55,7 @@ class KafkaState:
             while remaining:
                 if time.monotonic() > deadline:
                     raise Transient(f"state topic {self.topic}: not read to its end in {self.timeout_s}s")
-                for m in c.consume(1000, 0.5):
+                for m in c.consume(1000, 0.1):
                     err = m.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:

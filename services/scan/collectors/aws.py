@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from alertline.clock import Clock
+from alertline.clock import Clock, utcnow
 from services.scan.collectors.common import ALL_PORTS, NO_PORTS, jsonable, protocol, rule, str_tags
 from services.scan.domain import Collected, CollectError, ResourceDoc, Unit
 from services.scan.settings import AwsScanSettings
@@ -128,7 +128,8 @@ class AwsCollector:
     def credentials(self, account: str) -> Credentials:
         with self._lock:
             cached = self._creds.get(account)
-            if cached and (cached.expires_at - self.clock()).total_seconds() > 300:
+            # Real time, not the injectable clock: STS expiry is the real world's.
+            if cached and (cached.expires_at - utcnow()).total_seconds() > 300:
                 return cached
         arn = f"arn:{self.s.partition}:iam::{account}:role{self.s.role_path}{self.s.role_name}"
         sts = self._client(self.base, "sts", self.s.regions[0])
@@ -148,7 +149,7 @@ class AwsCollector:
             c["AccessKeyId"],
             c["SecretAccessKey"],
             c["SessionToken"],
-            exp if isinstance(exp, datetime) else self.clock(),
+            exp if isinstance(exp, datetime) else utcnow(),
         )
         with self._lock:
             self._creds[account] = creds
