@@ -12,6 +12,7 @@ published exactly as the CronJob does (settings from ALERTLINE_* variables).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def register(cli: click.Group) -> None:
 @click.group()
 def scan() -> None:
     """Posture scans: our own alerts from cloud resource configurations."""
+    from alertline import logs
+
+    logs.configure("scan", os.environ.get("ALERTLINE_RUNTIME__LOG_LEVEL", "INFO"))
 
 
 _dry = click.option("--dry-run", is_flag=True, help="Print alerts as JSON lines; no Kafka, no archive.")
@@ -122,7 +126,7 @@ def scan_inventory(
         for msg in u.errors + u.incomplete:
             click.echo(json.dumps({"unit": u.unit, "error": msg}), err=True)
         if u.bad_records:
-            click.echo(json.dumps({"unit": u.unit, "bad_records": u.bad_records}), err=True)
+            click.echo(json.dumps({"unit": u.unit, "bad_records": u.bad_records, "first": u.bad_samples}), err=True)
         if u.unchecked_kinds:
             click.echo(json.dumps({"unit": u.unit, "kinds_without_checks": u.unchecked_kinds}), err=True)
     _finish(report.ok, report.summary())

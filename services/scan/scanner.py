@@ -41,6 +41,7 @@ from services.scan.domain import (
 
 log = logging.getLogger(__name__)
 SERVICE = "scan"
+MAX_SAMPLES = 20
 
 
 class Sink(Protocol):
@@ -77,6 +78,7 @@ class UnitReport:
     failed: str | None = None
     unchecked_kinds: dict[str, int] = field(default_factory=dict)
     raw_uris: list[str] = field(default_factory=list)
+    bad_samples: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -213,6 +215,7 @@ class Scanner:
             errors=[f"{e.where}: {e.error_class}: {e.message}" for e in collected.errors],
             incomplete=list(collected.incomplete),
             unchecked_kinds=dict(collected.unchecked_kinds),
+            bad_samples=[f"{b.source}:{b.position}: {b.message}" for b in collected.bad[:MAX_SAMPLES]],
         )
         m = self.metrics
         m.collect_errors.labels(unit.provider).inc(len(collected.errors))
