@@ -169,8 +169,9 @@ def expected(world: World) -> set[tuple[str, str, str | None]]:
 
 
 def later_clock() -> FixedClock:
-    """120 days from now: keys created by the test are "old" without waiting."""
-    return FixedClock(datetime.now(UTC) + timedelta(days=120))
+    """120 days from now, at 10:00 UTC (so a test's few hours never cross midnight): keys
+    created by the test are "old" without waiting."""
+    return FixedClock((datetime.now(UTC) + timedelta(days=120)).replace(hour=10, minute=0, second=0, microsecond=0))
 
 
 def settings_for(cloud: Moto, archive: Moto, kafka: KafkaSettings, **aws: Any) -> ScanSettings:

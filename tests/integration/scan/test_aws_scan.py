@@ -130,10 +130,13 @@ def test_a_setting_fixed_between_two_scans_resolves_exactly_that_alert(
     assert state[web["identity"]] is None, "the state entry is tombstoned"
     assert sum(v is not None for v in state.values()) == len(first) - 1
 
-    # Nothing changed: a third scan publishes nothing.
-    clock.advance(3600)
+    # Nothing changed: a third scan publishes nothing, and archives onto the same objects.
+    archive = boto3.client("s3", endpoint_url=archive_moto.url, region_name="us-east-1", **CREDS)
+    objects = archive.list_objects_v2(Bucket=ARCHIVE_BUCKET, Prefix="raw/scan/")["KeyCount"]
+    clock.advance(60)
     assert run_scan(settings, session=base_session(), clock=clock).ok
     assert len(alerts(kafka_bootstrap, topic(prefix, "alerts"))) == len(after)
+    assert archive.list_objects_v2(Bucket=ARCHIVE_BUCKET, Prefix="raw/scan/")["KeyCount"] == objects
 
 
 def fix_everything(cloud: Moto, world: World) -> None:
