@@ -37,8 +37,23 @@ SCAN_TOPICS = ("alerts", "scan.state", "scan.dlq")
 
 
 def checks_for(settings: ScanSettings) -> list[Check]:
-    dirs = [Path(d) for d in settings.checks_dirs] or [default_dir()]
-    return load_checks(dirs)
+    """The shipped checks (unless excluded), overridden by id by the configured directories,
+    minus the disabled ones."""
+    dirs = [Path(d) for d in settings.checks_dirs]
+    if settings.scan.checks_dir:
+        dirs.append(Path(settings.scan.checks_dir))
+    checks: dict[str, Check] = {}
+    if settings.include_shipped_checks:
+        checks.update((c.id, c) for c in load_checks([default_dir()]))
+    if dirs:
+        checks.update((c.id, c) for c in load_checks(dirs))
+    unknown = sorted(set(settings.disabled_checks) - set(checks))
+    if unknown:
+        raise ConfigError(f"disabled_checks names unknown check ids: {', '.join(unknown)}")
+    out = [c for cid, c in sorted(checks.items()) if cid not in settings.disabled_checks]
+    if not out:
+        raise ConfigError("no checks to run")
+    return out
 
 
 def inventory_job(

@@ -35,7 +35,11 @@ def scan() -> None:
 
 _dry = click.option("--dry-run", is_flag=True, help="Print alerts as JSON lines; no Kafka, no archive.")
 _checks = click.option(
-    "--checks", "checks_dirs", multiple=True, type=click.Path(file_okay=False), help="Check directory (repeatable)."
+    "--checks",
+    "checks_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="More checks (repeatable); a check with a shipped id replaces it. `scan checks`: only these.",
 )
 
 

@@ -84,6 +84,14 @@ class ArchiveSettings(BaseModel):
     endpoint_url: str | None = Field(default=None, description="Override the S3 endpoint (moto, LocalStack).")
 
 
+class ScanPaths(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    checks_dir: str | None = Field(
+        default=None, description="One more checks directory (the Helm chart mounts its checks ConfigMap here)."
+    )
+
+
 class ScanSettings(BaseServiceSettings):
     aws: AwsScanSettings = Field(default_factory=AwsScanSettings)
     inventory: dict[str, InventorySource] = Field(
@@ -91,8 +99,14 @@ class ScanSettings(BaseServiceSettings):
     )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     checks_dirs: list[str] = Field(
-        default_factory=list, description="Directories of check YAML files (default: the shipped checks)."
+        default_factory=list,
+        description="More check directories; a check with a shipped check's id replaces it.",
     )
+    include_shipped_checks: bool = Field(default=True, description="Use the checks shipped in services/scan/checks.")
+    disabled_checks: list[str] = Field(
+        default_factory=list, description="Check ids not run (their open findings are held, not resolved)."
+    )
+    scan: ScanPaths = Field(default_factory=ScanPaths)
     always_publish: bool = Field(
         default=False, description="Publish every failing finding each scan, not only new or changed ones."
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alertline.errors import ConfigError
 from services.scan.checks import CheckError, default_dir, load_checks, parse_check
 
 GOOD = {
@@ -77,3 +78,28 @@ def test_an_empty_or_missing_directory_is_an_error(tmp_path: Path) -> None:
         load_checks([tmp_path])
     with pytest.raises(CheckError, match="not a directory"):
         load_checks([tmp_path / "missing"])
+
+
+def test_configured_checks_add_to_the_shipped_ones_and_replace_them_by_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.scan.app import checks_for
+    from services.scan.settings import ScanSettings
+
+    stricter = GOOD | {"id": "aws-iam-access-key-old", "title": "Access key older than 30 days"}
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump(stricter))
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump(GOOD))
+    # The Helm chart mounts its checks ConfigMap and names it with ALERTLINE_SCAN__CHECKS_DIR.
+    monkeypatch.setenv("ALERTLINE_SCAN__CHECKS_DIR", str(tmp_path))
+    monkeypatch.setenv("ALERTLINE_DISABLED_CHECKS", '["aws-iam-root-mfa-off"]')
+    checks = {c.id: c for c in checks_for(ScanSettings())}
+    shipped = {c.id for c in load_checks([default_dir()])}
+    assert set(checks) == shipped - {"aws-iam-root-mfa-off"} | {"aws-test"}
+    assert checks["aws-iam-access-key-old"].title == "Access key older than 30 days"
+
+    monkeypatch.setenv("ALERTLINE_DISABLED_CHECKS", '["no-such-check"]')
+    with pytest.raises(ConfigError, match="unknown check ids: no-such-check"):
+        checks_for(ScanSettings())
+    monkeypatch.setenv("ALERTLINE_DISABLED_CHECKS", "[]")
+    monkeypatch.setenv("ALERTLINE_INCLUDE_SHIPPED_CHECKS", "false")
+    assert {c.id for c in checks_for(ScanSettings())} == {"aws-test", "aws-iam-access-key-old"}
