@@ -4,6 +4,7 @@ shows the failure), 2 when the configuration or the checks are invalid."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -163,7 +164,9 @@ def run_scan(
             settings.kafka.schema_registry_url,
             settings.kafka.schema_registry_auth.get_secret_value() if settings.kafka.schema_registry_auth else None,
         )
-        publisher = Publisher(settings.kafka, codec, settings.transactional_id or f"{prefix}scan")
+        publisher = Publisher(
+            settings.kafka, codec, settings.transactional_id or transactional_id(settings, aws, inventory)
+        )
         sink = publisher
     scanner = Scanner(
         checks,
@@ -196,6 +199,16 @@ def run_scan(
     scanner.finish(report)
     log.log(logging.INFO if report.ok else logging.ERROR, "scan finished", extra=_flat(report.summary()))
     return report
+
+
+def transactional_id(settings: ScanSettings, aws: bool, inventory: bool) -> str:
+    """One id per scope (what a run scans): an overlapping run of the same scope is fenced,
+    while runs of different scopes (an hourly AWS job, a daily inventory job) are not."""
+    parts = (["aws"] if aws and settings.aws.enabled else []) + (sorted(settings.inventory) if inventory else [])
+    scope = "+".join(parts) or "none"
+    if len(scope) > 64:
+        scope = hashlib.sha256(scope.encode()).hexdigest()[:16]
+    return f"{settings.kafka.topic_prefix}scan.{scope}"
 
 
 def _flat(d: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
     alertline scan aws --account 111111111111 --region eu-west-1 --dry-run
     alertline scan inventory --format gcp-cai --name org-1234 export.json --dry-run
+    alertline scan all --dry-run          # everything configured, as `alertline run scan`
     alertline scan checks
 
 ``--dry-run`` needs neither Kafka nor an archive bucket: it prints every failing finding as an
@@ -15,10 +16,16 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import ValidationError
 
 from alertline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from services.scan.scanner import Report
+    from services.scan.settings import ScanSettings
 
 
 def register(cli: click.Group) -> None:
@@ -43,9 +50,47 @@ _checks = click.option(
 )
 
 
-def _finish(report_ok: bool, summary: dict[str, object]) -> None:
-    click.echo(json.dumps(summary, sort_keys=True), err=True)
-    sys.exit(0 if report_ok else 1)
+def _finish(report: Report) -> None:
+    """Per-unit problems, then the summary, on stderr; exit 0 only when everything completed."""
+    for u in report.units:
+        for msg in u.errors + u.incomplete:
+            click.echo(json.dumps({"unit": u.unit, "error": msg}), err=True)
+        if u.failed:
+            click.echo(json.dumps({"unit": u.unit, "failed": u.failed}), err=True)
+        if u.bad_records:
+            click.echo(json.dumps({"unit": u.unit, "bad_records": u.bad_records, "first": u.bad_samples}), err=True)
+        if u.unchecked_kinds:
+            click.echo(json.dumps({"unit": u.unit, "kinds_without_checks": u.unchecked_kinds}), err=True)
+    click.echo(json.dumps(report.summary(), sort_keys=True), err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+def _settings(update: dict[str, Any], checks_dirs: tuple[str, ...]) -> ScanSettings:
+    from services.scan.settings import ScanSettings
+
+    base = ScanSettings()
+    data = base.model_dump() | update
+    if checks_dirs:
+        data["checks_dirs"] = [*base.checks_dirs, *checks_dirs]
+    return ScanSettings.model_validate(data)
+
+
+def _run(settings: ScanSettings, dry_run: bool, aws: bool, inventory: bool) -> None:
+    from services.scan.app import run_scan
+
+    try:
+        report = run_scan(settings, dry_run=dry_run, aws=aws, inventory=inventory)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _finish(report)
+
+
+@scan.command("all")
+@_dry
+@_checks
+def scan_all(dry_run: bool, checks_dirs: tuple[str, ...]) -> None:
+    """Scan everything configured (ALERTLINE_AWS__*, ALERTLINE_INVENTORY): what `alertline run scan` does."""
+    _run(_settings({}, checks_dirs), dry_run, aws=True, inventory=True)
 
 
 @scan.command("aws")
@@ -65,14 +110,13 @@ def scan_aws(
     dry_run: bool,
     checks_dirs: tuple[str, ...],
 ) -> None:
-    """Scan AWS accounts by assuming a role in each."""
-    from services.scan.app import run_scan
+    """Scan AWS accounts by assuming a role in each (settings from ALERTLINE_AWS__*, options win)."""
     from services.scan.settings import ScanSettings
 
-    base = ScanSettings()
-    upd: dict[str, object] = {"enabled": True}
+    configured = ScanSettings().aws
+    upd: dict[str, Any] = {"enabled": True}
     if accounts:
-        upd["accounts"] = {a: base.aws.accounts.get(a, "") for a in accounts}
+        upd["accounts"] = {a: configured.accounts.get(a, "") for a in accounts}
     if organizations is not None:
         upd["organizations"] = organizations
     if regions:
@@ -81,59 +125,49 @@ def scan_aws(
         upd["role_name"] = role_name
     if endpoint_url:
         upd["endpoint_url"] = endpoint_url
+    aws = configured.model_dump() | upd
+    if not (aws["accounts"] or aws["organizations"]):
+        raise click.UsageError("give --account (or --organizations, or ALERTLINE_AWS__ACCOUNTS)")
     try:
-        aws = type(base.aws).model_validate(base.aws.model_dump() | upd)
-        settings = ScanSettings.model_validate(
-            base.model_dump() | {"aws": aws.model_dump(), **({"checks_dirs": list(checks_dirs)} if checks_dirs else {})}
-        )
-        if not (settings.aws.accounts or settings.aws.organizations):
-            raise click.UsageError("give --account (or --organizations, or ALERTLINE_AWS__ACCOUNTS)")
-        report = run_scan(settings, dry_run=dry_run, inventory=False)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _finish(report.ok, report.summary())
+        settings = _settings({"aws": aws}, checks_dirs)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run(settings, dry_run, aws=True, inventory=False)
 
 
 @scan.command("inventory")
-@click.option("--format", "fmt", type=click.Choice(["gcp-cai", "azure-arg"]), required=True, help="Export format.")
+@click.option("--format", "fmt", type=click.Choice(["gcp-cai", "azure-arg"]), help="Export format of the SOURCES.")
 @click.option("--name", default=None, help="Source name (the unit of resolution; default: the file name).")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint for s3:// sources.")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @_dry
 @_checks
 def scan_inventory(
-    fmt: str,
+    fmt: str | None,
     name: str | None,
     endpoint_url: str | None,
     sources: tuple[str, ...],
     dry_run: bool,
     checks_dirs: tuple[str, ...],
 ) -> None:
-    """Scan inventory exports (paths, file://, s3://bucket/key or s3://bucket/prefix/)."""
-    from services.scan.app import run_scan
-    from services.scan.settings import ScanSettings
-
-    if name and len(sources) > 1:
-        raise click.UsageError("--name names one source; give one SOURCE with it")
-    base = ScanSettings()
-    inv = {(name or _default_name(s)): {"format": fmt, "uri": s, "endpoint_url": endpoint_url} for s in sources}
+    """Scan inventory exports: the SOURCES given (paths, file://, s3://bucket/key,
+    s3://bucket/prefix/), or without SOURCES every source in ALERTLINE_INVENTORY."""
+    upd: dict[str, Any] = {}
+    if sources:
+        if not fmt:
+            raise click.UsageError("--format is required with SOURCES")
+        if name and len(sources) > 1:
+            raise click.UsageError("--name names one source; give one SOURCE with it")
+        upd["inventory"] = {
+            (name or _default_name(s)): {"format": fmt, "uri": s, "endpoint_url": endpoint_url} for s in sources
+        }
     try:
-        settings = ScanSettings.model_validate(
-            base.model_dump()
-            | {"inventory": inv, "aws": base.aws.model_dump() | {"enabled": False}}
-            | ({"checks_dirs": list(checks_dirs)} if checks_dirs else {})
-        )
-        report = run_scan(settings, dry_run=dry_run, aws=False)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for u in report.units:
-        for msg in u.errors + u.incomplete:
-            click.echo(json.dumps({"unit": u.unit, "error": msg}), err=True)
-        if u.bad_records:
-            click.echo(json.dumps({"unit": u.unit, "bad_records": u.bad_records, "first": u.bad_samples}), err=True)
-        if u.unchecked_kinds:
-            click.echo(json.dumps({"unit": u.unit, "kinds_without_checks": u.unchecked_kinds}), err=True)
-    _finish(report.ok, report.summary())
+        settings = _settings(upd, checks_dirs)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not settings.inventory:
+        raise click.UsageError("give SOURCES (with --format), or configure ALERTLINE_INVENTORY")
+    _run(settings, dry_run, aws=False, inventory=True)
 
 
 def _default_name(source: str) -> str:

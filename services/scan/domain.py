@@ -256,13 +256,16 @@ def _describe(check: Check, finding: Finding | None) -> str:
 
 
 def summarize_element(el: Mapping[str, Any]) -> str:
-    """``tcp 22-22 from 0.0.0.0/0 (rule ssh)`` for network rules; compact JSON otherwise."""
+    """``allow tcp port 22 from 0.0.0.0/0 (rule ssh)`` for network rules, ``<role> granted to
+    <members>`` for IAM bindings, compact JSON otherwise."""
     if "from_port" in el and "sources" in el:
         lo, hi = el.get("from_port"), el.get("to_port")
         ports = "all ports" if (lo, hi) == (0, 65535) else (f"port {lo}" if lo == hi else f"ports {lo}-{hi}")
         srcs = el.get("sources") or []
         name = f" (rule {el['name']})" if el.get("name") else ""
         return f"{el.get('action', 'allow')} {el.get('protocol', '?')} {ports} from {', '.join(map(str, srcs))}{name}"
+    if "role" in el and isinstance(el.get("members"), list):
+        return f"{el['role']} granted to {', '.join(map(str, el['members']))}"
     return _text(dict(el))
 
 
@@ -281,7 +284,7 @@ def active_alert(finding: Finding, *, now: datetime, first_seen: datetime | None
     if check.category:
         attributes["scan.category"] = check.category
     if matched:
-        attributes["scan.matched"] = _text(matched)
+        attributes["scan.matched"] = _text("; ".join(matched))
     if finding.ports:
         attributes["scan.ports"] = ",".join(map(str, finding.ports))
     for k, v in finding.evidence.items():

@@ -215,7 +215,7 @@ class AwsCollector:
             "key": rid,
             "name": name,
             "account": unit.account,
-            "account_name": self.account_names.get(unit.account),
+            "account_name": self.account_names.get(unit.account) or None,
             "organization": self.s.organization,
             "region": region,
             "tags": {},
@@ -296,7 +296,7 @@ class AwsCollector:
             raise CollectFailed("iam.GetAccountSummary", exc) from exc
         assert unit.account is not None
         doc = self._base_doc(
-            unit, ACCOUNT, f"AWS::::Account:{unit.account}", self.account_names.get(unit.account), None
+            unit, ACCOUNT, f"AWS::::Account:{unit.account}", self.account_names.get(unit.account) or None, None
         )
         doc["config"] = jsonable(summary)
         yield doc

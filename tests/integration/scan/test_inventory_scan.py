@@ -79,6 +79,9 @@ def test_exports_in_a_bucket_raise_the_expected_alerts_and_are_archived_as_deliv
     ssh = by_name["allow-ssh-from-anywhere"]
     assert (ssh["provider"], ssh["account"], ssh["indicators"]["ports"]) == ("gcp", "shop-prod-4821", [22])
     assert ssh["attributes"]["scan.unit"] == "gcp-cai:gcp_org"
+    assert by_name["shop-prod-4821-assets"]["attributes"]["scan.matched"] == (
+        "roles/storage.objectViewer granted to allUsers"
+    )
     nsg = by_name["db-nsg"]
     assert nsg["provider"] == "azure" and nsg["region"] == "westeurope" and nsg["indicators"]["ports"] == [1433, 3306]
 

@@ -52,11 +52,11 @@ def test_scan_aws_dry_run_prints_the_alerts_of_two_accounts_as_json_lines(cloud:
     assert got == {
         (A, "aws-sg-open-admin-port", "web"),
         (A, "aws-s3-public-bucket", "a-public"),
-        (A, "aws-iam-root-mfa-off", ""),
+        (A, "aws-iam-root-mfa-off", None),
         (B, "aws-sg-open-admin-port", "jump"),
         (B, "aws-s3-public-bucket", "b-acl"),
         (B, "aws-ebs-default-encryption-off", f"{B} {REGION}"),
-        (B, "aws-iam-root-mfa-off", ""),
+        (B, "aws-iam-root-mfa-off", None),
     }, "keys created today are not old yet"
     summary = json.loads(p.stderr.strip().splitlines()[-1])
     assert summary["ok"] is True and summary["units"] == 4 and summary["findings"] == 7
@@ -71,6 +71,23 @@ def test_scan_inventory_dry_run_reports_unchecked_kinds_and_succeeds(tmp_path: P
         "compute.googleapis.com/Instance": 1,
         "storage.googleapis.com/Bucket": 1,
     }
+
+
+def test_scan_all_dry_run_reads_the_sources_from_settings_like_the_cronjob() -> None:
+    inventory = {
+        "gcp-org": {"format": "gcp-cai", "uri": str(FIX / "gcp" / "cai-iam-policy-export.jsonl")},
+        "azure-tenant": {"format": "azure-arg", "uri": str(FIX / "azure" / "arg-cli-output.json")},
+    }
+    env = {"ALERTLINE_INVENTORY": json.dumps(inventory)}
+    p = run("scan", "all", "--dry-run", env=env)
+    assert p.returncode == 0, p.stderr
+    got = {(a["provider"], a["resources"][0]["name"]) for a in lines(p.stdout)}  # type: ignore[index]
+    assert got == {("gcp", "shop-prod-4821-assets"), ("gcp", "data-lake-7733-exports"), ("azure", "shopassets01")}
+    p2 = run("scan", "inventory", "--dry-run", env=env)
+    same = {(a["identity"], a["revision"]) for a in lines(p.stdout)}
+    assert p2.returncode == 0 and {(a["identity"], a["revision"]) for a in lines(p2.stdout)} == same
+    p3 = run("scan", "inventory", "--dry-run")
+    assert p3.returncode == 2 and "configure ALERTLINE_INVENTORY" in p3.stderr
 
 
 def test_scan_inventory_with_bad_rows_prints_what_it_can_names_the_damage_and_exits_1() -> None:
