@@ -139,7 +139,6 @@ class Collected:
     errors: list[CollectError] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
     raw_objects: list[bytes] = field(default_factory=list)
-    raw_names: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
     unchecked_kinds: dict[str, int] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -26,6 +27,7 @@ from alertline.kafka.runtime import dlq_headers
 from alertline.model import RawRef
 from alertline.stage import Output
 from services.scan.domain import (
+    BadRecord,
     Check,
     Collected,
     CollectError,
@@ -287,8 +289,8 @@ class Scanner:
             )
         return rep
 
-    def _dead_letter(self, b: Any, raw_uri: str | None, now: Any) -> Output:
-        envelope = {
+    def _dead_letter(self, b: BadRecord, raw_uri: str | None, now: datetime) -> Output:
+        envelope: dict[str, Any] = {
             "service": SERVICE,
             "source": b.source,
             "partition": None,

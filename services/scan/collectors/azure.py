@@ -166,7 +166,6 @@ def parse_export(
     known = set(known_kinds)
     for oi, (where, body) in enumerate(objects):
         out.raw_objects.append(body)
-        out.raw_names.append(where)
         for pos, row in _rows(where, body, oi, out):
             try:
                 if not isinstance(row, dict):

@@ -169,7 +169,6 @@ def parse_export(
     known = set(known_kinds)
     for oi, (where, body) in enumerate(objects):
         out.raw_objects.append(body)
-        out.raw_names.append(where)
         for li, line in enumerate(body.split(b"\n"), start=1):
             if not line.strip():
                 continue
