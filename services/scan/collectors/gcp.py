@@ -65,6 +65,9 @@ def organization_of(ancestors: list[Any]) -> str | None:
 def firewall_rules(data: dict[str, Any]) -> list[dict[str, Any]]:
     direction = "egress" if str(data.get("direction", "INGRESS")).upper() == "EGRESS" else "ingress"
     sources = [str(s) for s in (data.get("sourceRanges") or [])]
+    if direction == "ingress" and not (sources or data.get("sourceTags") or data.get("sourceServiceAccounts")):
+        # An ingress rule naming no source at all applies to every source.
+        sources = ["0.0.0.0/0"]
     if direction == "egress":
         sources = [str(s) for s in (data.get("destinationRanges") or [])]
     disabled = bool(data.get("disabled", False))

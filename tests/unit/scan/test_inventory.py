@@ -112,3 +112,14 @@ def test_bad_resource_graph_input_is_reported_and_does_not_stop_the_good_rows(
     assert [(b.position, b.message[: len(m)]) for b, (_, m) in zip(c.bad, expected, strict=True)] == expected
     if name.endswith(".jsonl"):
         assert {x[1] for x in found(c)} == {"web-nsg", "shopassets01"}
+
+
+def test_a_gcp_ingress_rule_without_any_source_counts_as_open_to_everyone() -> None:
+    rules = gcp.firewall_rules(
+        {"name": "x", "direction": "INGRESS", "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]}
+    )
+    assert rules[0]["sources"] == ["0.0.0.0/0"]
+    tagged = gcp.firewall_rules(
+        {"name": "y", "direction": "INGRESS", "sourceTags": ["bastion"], "allowed": [{"IPProtocol": "tcp"}]}
+    )
+    assert tagged[0]["sources"] == [] and (tagged[0]["from_port"], tagged[0]["to_port"]) == (0, 65535)
