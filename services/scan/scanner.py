@@ -284,7 +284,7 @@ class Scanner:
         log.log(level, "unit scanned", extra={k: v for k, v in rep.__dict__.items() if not isinstance(v, (list, dict))})
         if rep.held:
             log.warning(
-                "resolutions held: the scan of this unit was incomplete",
+                "resolutions held: absent findings kept open (incomplete scan, disabled check or kind not covered)",
                 extra={"unit": unit.key, "held": rep.held, "errors": "; ".join(rep.errors + rep.incomplete)[:2000]},
             )
         return rep
