@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from alertline.clock import iso
 from services.evaluate import expr as ex
 from services.evaluate.diagnostics import Problem, RulesError
 from services.evaluate.domain import RuleSet
@@ -27,9 +28,13 @@ def lint(loaded: Loaded, now: datetime) -> list[Problem]:
     def warn(file: str, line: int, message: str) -> None:
         out.append(Problem(file, line, message, "warning"))
 
+    def error(file: str, line: int, message: str) -> None:
+        # Loads and runs, but is certainly a mistake: lint fails on it.
+        out.append(Problem(file, line, message, "error"))
+
     rs = RuleSet(loaded)
     for r in rs.never:
-        warn(r.file, r.line, f"{r.id}: its equality conditions contradict each other; it can never match")
+        error(r.file, r.line, f"{r.id}: its equality conditions contradict each other; it can never match")
 
     stopped_by = None
     fixed: dict[str, str] = {}  # setting -> the earlier unconditional rule that always sets it
@@ -38,11 +43,11 @@ def lint(loaded: Loaded, now: datetime) -> list[Problem]:
     for r in loaded.rules:
         if r.kind == "suppression":
             if r.until is not None and r.until <= now:
-                warn(r.file, r.line, f"suppression {r.id} expired at {r.until.isoformat()}; remove it")
+                warn(r.file, r.line, f"suppression {r.id} expired at {iso(r.until)}; remove it")
         elif stopped_by is not None:
-            warn(r.file, r.line, f"{r.id} is unreachable: {stopped_by} always matches and stops")
+            error(r.file, r.line, f"{r.id} is unreachable: {stopped_by} always matches and stops")
         elif r.cond.text in stop_conditions:
-            warn(r.file, r.line, f"{r.id} is unreachable: {stop_conditions[r.cond.text]} has the same match and stops")
+            error(r.file, r.line, f"{r.id} is unreachable: {stop_conditions[r.cond.text]} has the same match and stops")
         else:
             dead = [s for s in r.sets if s in fixed]
             if dead and len(dead) == len(r.sets) and not r.labels and not r.assignees and not r.stop:
