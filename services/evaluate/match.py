@@ -42,9 +42,26 @@ COMBINATORS = ("all", "any", "not", "expr")
 
 
 class MatchError(ValueError):
-    def __init__(self, line: int, message: str) -> None:
+    """One or more problems in a condition tree; ``errors`` holds each (line, message)."""
+
+    def __init__(self, line: int, message: str, errors: list[tuple[int, str]] | None = None) -> None:
         super().__init__(message)
         self.line = line
+        self.errors = errors or [(line, message)]
+
+
+def _compile_all(items: list[tuple[Any, int]]) -> list[Cond]:
+    """Compile sibling conditions, reporting every broken one rather than the first."""
+    out: list[Cond] = []
+    errors: list[tuple[int, str]] = []
+    for v, ln in items:
+        try:
+            out.append(compile_cond(v, ln))
+        except MatchError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise MatchError(errors[0][0], errors[0][1], errors)
+    return out
 
 
 @dataclass(frozen=True)
@@ -146,7 +163,7 @@ def _items(value: Any, line: int, key: str) -> list[tuple[Any, int]]:
 
 
 def _all(value: Any, line: int) -> Cond:
-    conds = [compile_cond(v, ln) for v, ln in _items(value, line, "all")]
+    conds = _compile_all(_items(value, line, "all"))
     if len(conds) == 1:
         return conds[0]
     tests = tuple(c.test for c in conds)
@@ -180,7 +197,7 @@ def _all(value: Any, line: int) -> Cond:
 
 
 def _any(value: Any, line: int) -> Cond:
-    conds = [compile_cond(v, ln) for v, ln in _items(value, line, "any")]
+    conds = _compile_all(_items(value, line, "any"))
     if len(conds) == 1:
         return conds[0]
     tests = tuple(c.test for c in conds)

@@ -346,7 +346,8 @@ class _FileCompiler:
             try:
                 conds.append(compile_match(node["match"], node.line_of("match")))
             except MatchError as exc:
-                self.err(exc.line, str(exc))
+                for line, message in exc.errors:
+                    self.err(line, message)
                 ok = False
         if "expr" in node:
             try:
