@@ -10,11 +10,12 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alertline import logs
-from alertline.avro import Codec, make_codec
+from alertline.avro import Codec, SingleObjectCodec, make_codec
 from alertline.clock import Clock, utcnow
 from alertline.errors import ConfigError
 from alertline.kafka.runtime import Runner, Stage
@@ -28,6 +29,7 @@ from services.evaluate.handler import Observer, make_handler
 from services.evaluate.lookups import LiveTables
 from services.evaluate.reload import ReloadStatus, RuleReloader
 from services.evaluate.settings import EvaluateSettings
+from services.evaluate.splice import Splicer
 
 log = logging.getLogger("alertline.evaluate")
 SERVICE = "evaluate"
@@ -48,6 +50,8 @@ class Metrics(Observer):
         self.reloads = Counter(
             "alertline_evaluate_rule_reloads", "Rule reloads, by result.", ["result"], registry=registry
         )
+        self._by_action: dict[str, Any] = {}
+        self._by_rule: dict[str, Any] = {}
         self.failing = Gauge(
             "alertline_evaluate_rules_reload_failing",
             "1 while the rule files on disk are invalid and the last good set is running.",
@@ -55,9 +59,16 @@ class Metrics(Observer):
         )
 
     def decided(self, decision: Decision) -> None:
-        self.decisions.labels(decision["action"]).inc()
+        # Label children are cached: labels() takes a lock and builds a key on every call.
+        c = self._by_action.get(decision["action"])
+        if c is None:
+            c = self._by_action[decision["action"]] = self.decisions.labels(decision["action"])
+        c.inc()
         for m in decision["matched"]:
-            self.matches.labels(m["rule_id"]).inc()
+            r = self._by_rule.get(m["rule_id"])
+            if r is None:
+                r = self._by_rule[m["rule_id"]] = self.matches.labels(m["rule_id"])
+            r.inc()
 
     def duplicate(self) -> None:
         self.duplicates.inc()
@@ -130,19 +141,20 @@ def build(
         on_status=metrics.reload_status,
     )  # fmt: skip
     metrics.reload_status(reloader.status, None)
+    codec = codec or make_codec(
+        settings.kafka.schema_registry_url,
+        settings.kafka.schema_registry_auth.get_secret_value() if settings.kafka.schema_registry_auth else None,
+    )
+    splicer = Splicer() if isinstance(codec, SingleObjectCodec) else None
     stage = Stage(
         service=SERVICE,
         group_id=group(prefix, SERVICE),
         inputs=[topic(prefix, "alerts")],
-        input_schema="alert",
-        handler=make_handler(evaluator.decide, topic(prefix, "evaluated"), metrics),
+        input_schema=None,  # the handler decodes, to reuse the alert's bytes in its output
+        handler=make_handler(evaluator.decide, topic(prefix, "evaluated"), codec, metrics, splicer),
         dlq_topic=topic(prefix, "evaluate.dlq"),
         state_topic=topic(prefix, "evaluate.state"),
         state_schema="evaluate_state",
-    )
-    codec = codec or make_codec(
-        settings.kafka.schema_registry_url,
-        settings.kafka.schema_registry_auth.get_secret_value() if settings.kafka.schema_registry_auth else None,
     )
     runner = Runner(
         stage, settings.kafka, settings.runtime, codec, registry=registry, clock=clock,

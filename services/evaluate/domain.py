@@ -113,15 +113,16 @@ def decide(rs: RuleSet, alert: Alert, lk: LookupSource, now: datetime) -> Decisi
     group_key: str | None = None
     labels: list[str] = []
     assignees: list[str] = []
-    hits: list[Rule] = []
     setter: dict[str, str] = {}
     ignored: dict[str, list[str]] = {}
+    # The hot loop only tests; most alerts meet ~20 candidates and match one or two.
+    hits: list[Rule] = []
     for r in rs.candidates(a):
-        if r.until is not None and now >= r.until:
-            continue
-        if not r.test(a, lk):
-            continue
-        hits.append(r)
+        if r.test(a, lk) and (r.until is None or now < r.until):
+            hits.append(r)
+            if r.stop:
+                break
+    for r in hits:
         if r.action is not None:
             if action is None:
                 action = r.action
@@ -163,8 +164,6 @@ def decide(rs: RuleSet, alert: Alert, lk: LookupSource, now: datetime) -> Decisi
             for v in t.render_many(a, lk):
                 if v not in assignees:
                     assignees.append(v)
-        if r.stop:
-            break
     matched: list[RuleMatch] = []
     for r in hits:
         why = r.cond.explain(a, lk)

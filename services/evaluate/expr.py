@@ -733,11 +733,28 @@ def compile_node(node: Node) -> Fn:
             if len(fs) == 2:
                 f1, f2 = fs
                 return lambda a, lk: bool(f1(a, lk) and f2(a, lk))
-            return lambda a, lk: all(f(a, lk) for f in fs)
+            if len(fs) == 3:
+                f1, f2, f3 = fs
+                return lambda a, lk: bool(f1(a, lk) and f2(a, lk) and f3(a, lk))
+
+            def all_of(a: Any, lk: LookupSource) -> bool:
+                for f in fs:
+                    if not f(a, lk):
+                        return False
+                return True
+
+            return all_of
         if len(fs) == 2:
             f1, f2 = fs
             return lambda a, lk: bool(f1(a, lk) or f2(a, lk))
-        return lambda a, lk: any(f(a, lk) for f in fs)
+
+        def any_of(a: Any, lk: LookupSource) -> bool:
+            for f in fs:
+                if f(a, lk):
+                    return True
+            return False
+
+        return any_of
     if isinstance(node, Compare):
         return _compile_compare(node)
     raise ExprError(f"cannot compile {node!r}")  # pragma: no cover
@@ -785,6 +802,13 @@ def _eq_str(x: Any, c: str) -> bool:
     return False
 
 
+def is_boolean_valued(node: Node) -> bool:
+    """True when the compiled closure already returns a bool (no wrapping needed)."""
+    return isinstance(node, Compare | Not | BoolOp) or (
+        isinstance(node, Call) and node.name not in ("lookup", "coalesce") and FUNCTIONS[node.name].boolean
+    )
+
+
 def is_boolean(node: Node) -> bool:
     if isinstance(node, Compare | Not | BoolOp):
         return True
@@ -800,14 +824,19 @@ class Compiled:
     source: str
     node: Node
     fn: Fn
+    reads: tuple[tuple[str, paths.Getter], ...] = ()
 
     def describe_values(self, alert: Any) -> str:
         """The fields the expression read, with their values: the 'why' of a match."""
-        seen: dict[str, Any] = {}
-        for p in fields_of(self.node):
-            if p.text not in seen:
-                seen[p.text] = paths.getter(p.steps)(alert)
-        return ", ".join(f"{k}={_short(v)}" for k, v in seen.items())
+        return ", ".join(f"{k}={_short(g(alert))}" for k, g in self.reads)
+
+
+def _reads(node: Node) -> tuple[tuple[str, paths.Getter], ...]:
+    seen: dict[str, paths.Getter] = {}
+    for p in fields_of(node):
+        if p.text not in seen:
+            seen[p.text] = paths.getter(p.steps)
+    return tuple(seen.items())
 
 
 def compile_condition(src: str) -> Compiled:
@@ -821,13 +850,13 @@ def compile_condition(src: str) -> Compiled:
             "got a plain value"
         )
     f = compile_node(node)
-    return Compiled(src, node, lambda a, lk: bool(f(a, lk)))
+    return Compiled(src, node, f if is_boolean_valued(node) else lambda a, lk: bool(f(a, lk)), _reads(node))
 
 
 def compile_value(src: str) -> Compiled:
     """Compile an expression for its value (action templates)."""
     node = parse(src)
-    return Compiled(src, node, compile_node(node))
+    return Compiled(src, node, compile_node(node), _reads(node))
 
 
 def _short(v: Any, limit: int = 80) -> str:

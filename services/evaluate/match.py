@@ -277,13 +277,15 @@ def _field(node: dict[str, Any], line: int) -> Cond:
         return _in(arg, get, label, steps, ignore_case, every, oline)
     if op in ("glob", "regex"):
         patterns = _str_list(arg, oline, op)
+        search: Callable[[str], Any]
         try:
             if op == "glob":
-                rx = ex.compile_globs(patterns, ignore_case)
-                search = rx.match
+                search = ex.compile_globs(patterns, ignore_case).match
             else:
-                rx = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE if ignore_case else 0)
-                search = rx.search
+                # Each pattern on its own, so inline flags like (?i) keep working in a list.
+                flags = re.IGNORECASE if ignore_case else 0
+                compiled = [re.compile(p, flags) for p in patterns]
+                search = compiled[0].search if len(compiled) == 1 else _search_any(compiled)
         except (ex.ExprError, re.error) as exc:
             bad = next((p for p in patterns if _bad_regex(p)), patterns[0])
             raise MatchError(oline, f"bad {op} {bad!r}: {exc}") from None
@@ -453,6 +455,17 @@ def _str_list(arg: Any, line: int, op: str) -> list[str]:
     if not items or not all(isinstance(x, str) and x for x in items):
         raise MatchError(line, f"{op} takes text or a list of texts, got {_kind(arg)}")
     return list(items)
+
+
+def _search_any(compiled: list[re.Pattern[str]]) -> Callable[[str], re.Match[str] | None]:
+    def search(v: str) -> re.Match[str] | None:
+        for rx in compiled:
+            m = rx.search(v)
+            if m is not None:
+                return m
+        return None
+
+    return search
 
 
 def _bad_regex(p: str) -> bool:

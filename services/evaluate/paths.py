@@ -144,22 +144,25 @@ def render(steps: Sequence[Step]) -> str:
 
 
 def step(value: Any, key: Step) -> Any:
+    cls = value.__class__
+    if cls is dict:
+        return value.get(key)
     if isinstance(key, int):
-        if isinstance(value, list) and -len(value) <= key < len(value):
+        if cls is list and -len(value) <= key < len(value):
             return value[key]
         return None
-    if isinstance(value, dict):
-        return value.get(key)
-    if isinstance(value, list):
+    if cls is list:
         out: list[Any] = []
         for e in value:
-            if isinstance(e, dict):
+            if e.__class__ is dict:
                 v = e.get(key)
-                if isinstance(v, list):
+                if v.__class__ is list:
                     out.extend(v)
                 elif v is not None:
                     out.append(v)
         return out
+    if isinstance(value, dict):
+        return value.get(key)
     return None
 
 
@@ -182,6 +185,19 @@ def getter(steps: Sequence[Step]) -> Getter:
             return step(v, k2)
 
         return get2
+    if len(steps) == 3 and all(isinstance(x, str) for x in steps):
+        s1, s2, s3 = steps
+
+        def get3(a: Any) -> Any:
+            v = a.get(s1)
+            if v is None:
+                return None
+            v = step(v, s2)
+            if v is None:
+                return None
+            return step(v, s3)
+
+        return get3
     fixed = tuple(steps)
 
     def get_n(a: Any) -> Any:

@@ -86,8 +86,11 @@ class Template:
         return "".join(out)
 
     def render_many(self, a: Any, lk: LookupSource) -> list[str]:
-        if len(self.parts) == 1 and not isinstance(self.parts[0], str):
-            v = self.parts[0].fn(a, lk)
+        first = self.parts[0]
+        if len(self.parts) == 1 and isinstance(first, str):
+            return [first] if first else []
+        if len(self.parts) == 1 and not isinstance(first, str):
+            v = first.fn(a, lk)
             if isinstance(v, list):
                 return [t for t in (_text(x) for x in v) if t]
         one = self.render(a, lk)
