@@ -309,7 +309,7 @@ def bench_service(rules_dir: Path, alerts: list[dict[str, Any]], bootstrap: str,
     from alertline.topics import topic
     from services.evaluate.app import build
     from services.evaluate.rules import load
-    from services.evaluate.settings import EvaluateSettings
+    from services.evaluate.settings import EvaluateOptions, EvaluateSettings
 
     logs.configure("bench", "WARNING")
     codec = SingleObjectCodec()
@@ -350,7 +350,8 @@ def bench_service(rules_dir: Path, alerts: list[dict[str, Any]], bootstrap: str,
 
     def evaluate(kafka: KafkaSettings) -> Callable[[], Any]:
         def start() -> Any:
-            settings = EvaluateSettings(kafka=kafka, runtime=runtime, rules_dir=rules_dir, lookups_ready_timeout_s=60)
+            opts = EvaluateOptions(rules_dir=rules_dir, lookups_ready_timeout_s=60)
+            settings = EvaluateSettings(kafka=kafka, runtime=runtime, evaluate=opts)
             reg = CollectorRegistry()
             svc = build(settings, loaded, codec=codec, registry=reg)
             th = threading.Thread(target=svc.run, kwargs={"install_signals": False}, daemon=True)

@@ -96,9 +96,8 @@ class EvaluateService:
             log.info("reading the lookups topic", extra={"topic": self.table.topic})
             if not self._wait_for_lookups():
                 self.table.stop()
-                raise ConfigError(
-                    f"lookups topic {self.table.topic} not read within {self.settings.lookups_ready_timeout_s}s"
-                )
+                limit = self.settings.evaluate.lookups_ready_timeout_s
+                raise ConfigError(f"lookups topic {self.table.topic} not read within {limit}s")
         self.reloader.start()
         try:
             self.runner.run(install_signals=install_signals)
@@ -110,7 +109,7 @@ class EvaluateService:
     def _wait_for_lookups(self) -> bool:
         assert self.table is not None
         waited = 0.0
-        while waited < self.settings.lookups_ready_timeout_s and not self.stopping.is_set():
+        while waited < self.settings.evaluate.lookups_ready_timeout_s and not self.stopping.is_set():
             if self.table.wait_ready(0.5):
                 return True
             waited += 0.5
@@ -131,13 +130,14 @@ def build(
     registry = registry or CollectorRegistry()
     prefix = settings.kafka.topic_prefix
     metrics = Metrics(registry)
-    live = LiveTables() if settings.lookups_topic else None
+    opts = settings.evaluate
+    live = LiveTables() if opts.lookups_topic else None
     evaluator = Evaluator(loaded, live)
     table = None
     if live is not None:
         table = TableReader(settings.kafka, topic(prefix, "lookups"), on_change=live.apply, registry=registry)
     reloader = RuleReloader(
-        settings.rules_dir, settings.lookups_dir, evaluator.install, loaded, settings.reload_interval_s, clock,
+        opts.rules_dir, opts.lookups_dir, evaluator.install, loaded, opts.reload_interval_s, clock,
         on_status=metrics.reload_status,
     )  # fmt: skip
     metrics.reload_status(reloader.status, None)
@@ -174,7 +174,7 @@ def main() -> None:
     settings = EvaluateSettings()
     logs.configure(SERVICE, settings.runtime.log_level)
     try:
-        loaded = rules.load(settings.rules_dir, settings.lookups_dir)
+        loaded = rules.load(settings.evaluate.rules_dir, settings.evaluate.lookups_dir)
     except RulesError as exc:
         # Fail fast: a pod that cannot start with its rules is visible; one running without them is not.
         log.error("invalid rules; not starting", extra={"problems": "\n".join(str(p) for p in exc.problems)})

@@ -107,13 +107,23 @@ def rules_lint(rules_dir: Path, lookups_dir: Path | None, strict: bool) -> None:
 @rules_group.command("diff")
 @click.option("--old", "old_dir", type=_dir, required=True, help="The running rules.")
 @click.option("--new", "new_dir", type=_dir, required=True, help="The proposed rules.")
+@click.option("--old-lookups", type=_dir, default=None, help="Lookup files of the old set (default OLD/lookups).")
+@click.option("--new-lookups", type=_dir, default=None, help="Lookup files of the new set (default NEW/lookups).")
 @click.option("--since", required=True, help="Start of the history: 2026-11-20T00:00:00Z or an age (24h, 7d).")
 @click.option("--until", default=None, help="End of the history (default: now).")
 @click.option("--examples", default=3, show_default=True, help="Examples shown per kind of change.")
 @click.option("--topic-lookups/--no-topic-lookups", default=True, show_default=True, help="Read the lookups topic.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def rules_diff(
-    old_dir: Path, new_dir: Path, since: str, until: str | None, examples: int, topic_lookups: bool, as_json: bool
+    old_dir: Path,
+    new_dir: Path,
+    old_lookups: Path | None,
+    new_lookups: Path | None,
+    since: str,
+    until: str | None,
+    examples: int,
+    topic_lookups: bool,
+    as_json: bool,
 ) -> None:
     """Evaluate the real alert history with both rule sets and show what would change.
 
@@ -137,8 +147,8 @@ def rules_diff(
         t_until = parse_time(until, now) if until else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    old = _load_or_exit(old_dir, None)
-    new = _load_or_exit(new_dir, None)
+    old = _load_or_exit(old_dir, old_lookups)
+    new = _load_or_exit(new_dir, new_lookups)
     live: LiveTables | None = None
     if topic_lookups:
         live = LiveTables()

@@ -1,15 +1,18 @@
-"""Settings of the evaluate service (environment: ``ALERTLINE_*``)."""
+"""Settings of the evaluate service: ``ALERTLINE_EVALUATE__*`` (plus the shared ``ALERTLINE_KAFKA__*``,
+``ALERTLINE_RUNTIME__*``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from alertline.settings import BaseServiceSettings
 
 
-class EvaluateSettings(BaseServiceSettings):
+class EvaluateOptions(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     rules_dir: Path = Field(default=Path("/etc/alertline/rules"), description="Rule files (*.yaml, *.yml).")
     lookups_dir: Path | None = Field(
         default=None, description="Lookup files (*.yaml, *.yml, *.csv); default <rules_dir>/lookups."
@@ -19,3 +22,7 @@ class EvaluateSettings(BaseServiceSettings):
     lookups_ready_timeout_s: float = Field(
         default=300.0, gt=0, description="How long to wait at start for the lookups topic to be read to its end."
     )
+
+
+class EvaluateSettings(BaseServiceSettings):
+    evaluate: EvaluateOptions = Field(default_factory=EvaluateOptions)

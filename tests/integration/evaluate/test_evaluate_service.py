@@ -21,7 +21,7 @@ from alertline.testing.samples import alert
 from alertline.topics import topic
 from services.evaluate import rules
 from services.evaluate.app import EvaluateService, build, run_in_thread
-from services.evaluate.settings import EvaluateSettings
+from services.evaluate.settings import EvaluateOptions, EvaluateSettings
 
 pytestmark = pytest.mark.kafka
 
@@ -92,9 +92,7 @@ class Env:
             runtime=RuntimeSettings(
                 instance_id=instance, http_port=0, http_host="127.0.0.1", session_timeout_ms=6000, poll_timeout_s=0.2
             ),
-            rules_dir=self.rules_dir,
-            reload_interval_s=0.2,
-            lookups_ready_timeout_s=30,
+            evaluate=EvaluateOptions(rules_dir=self.rules_dir, reload_interval_s=0.2, lookups_ready_timeout_s=30),
         )
         svc = build(settings, rules.load(self.rules_dir), codec=CODEC)
         thread = run_in_thread(svc)
