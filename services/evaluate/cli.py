@@ -17,6 +17,7 @@ _dir = click.Path(exists=True, file_okay=False, path_type=Path)
 
 def register(cli: click.Group) -> None:
     cli.add_command(rules_group)
+    cli.add_command(lookups_group)
 
 
 @click.group("rules")
@@ -195,3 +196,87 @@ def rules_diff(
         if "bar" in bar_holder:
             bar_holder["bar"].__exit__(None, None, None)
     click.echo(json.dumps(report.as_json(), indent=1, default=str) if as_json else report.as_text())
+
+
+# ---------------------------------------------------------------------------- lookups topic
+@click.group("lookups")
+def lookups_group() -> None:
+    """Rows of the lookups topic: evaluate's live lookup tables (key <table>/<key>)."""
+
+
+def _publish(key: str, value: bytes | None) -> None:
+    from confluent_kafka import KafkaError, Message, Producer
+
+    from alertline.settings import BaseServiceSettings
+    from alertline.topics import topic
+
+    kafka = BaseServiceSettings().kafka
+    errors: list[str] = []
+
+    def delivered(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    p = Producer(kafka.client_config() | {"enable.idempotence": True, "acks": "all"})
+    p.produce(topic(kafka.topic_prefix, "lookups"), value, key.encode(), on_delivery=delivered)
+    left = p.flush(30)
+    if errors or left:
+        click.echo(f"not written: {errors[0] if errors else 'timed out'}", err=True)
+        sys.exit(1)
+
+
+def _key(table: str, key: str) -> str:
+    from services.evaluate.lookups import TABLE_NAME
+
+    if not TABLE_NAME.match(table):
+        raise click.BadParameter(f"table name {table!r} must be letters, digits, '_', '.', '-'")
+    if not key:
+        raise click.BadParameter("empty key")
+    return f"{table}/{key}"
+
+
+@lookups_group.command("put")
+@click.argument("table")
+@click.argument("key")
+@click.argument("row", default="{}")
+def lookups_put(table: str, key: str, row: str) -> None:
+    """Set TABLE/KEY to the JSON ROW (default {}: membership only)."""
+    try:
+        value = json.loads(row)
+    except ValueError as exc:
+        raise click.BadParameter(f"ROW is not JSON: {exc}") from None
+    if value is None:
+        raise click.BadParameter("ROW is null; use 'lookups delete' to remove a row")
+    _publish(_key(table, key), json.dumps(value, separators=(",", ":")).encode())
+    click.echo(f"{table}/{key} set", err=True)
+
+
+@lookups_group.command("delete")
+@click.argument("table")
+@click.argument("key")
+def lookups_delete(table: str, key: str) -> None:
+    """Delete TABLE/KEY (a tombstone; a file row with the same key shows again)."""
+    _publish(_key(table, key), None)
+    click.echo(f"{table}/{key} deleted", err=True)
+
+
+@lookups_group.command("show")
+@click.argument("table", required=False)
+def lookups_show(table: str | None) -> None:
+    """Print the rows on the topic (all tables, or TABLE) as JSON lines."""
+    from alertline.kafka.table import TableReader
+    from alertline.settings import BaseServiceSettings
+    from alertline.topics import topic
+
+    kafka = BaseServiceSettings().kafka
+    reader = TableReader(kafka, topic(kafka.topic_prefix, "lookups")).start()
+    try:
+        if not reader.wait_ready(60):
+            click.echo("lookups topic not readable within 60s", err=True)
+            sys.exit(1)
+        rows = dict(reader.rows)
+    finally:
+        reader.stop()
+    for k in sorted(rows):
+        if table is None or k.startswith(table + "/"):
+            click.echo(json.dumps({"key": k, "row": rows[k]}))
