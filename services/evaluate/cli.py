@@ -85,14 +85,20 @@ def rules_test(rules_dir: Path, lookups_dir: Path | None, verbose: bool) -> None
 @click.argument("rules_dir", type=_dir)
 @click.option("--lookups", "lookups_dir", type=_dir, default=None, help="Lookup files (default RULES_DIR/lookups).")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
-def rules_lint(rules_dir: Path, lookups_dir: Path | None, strict: bool) -> None:
+@click.option("--at", "at", default=None, help="Judge expiry at this time instead of now (e.g. next Friday).")
+def rules_lint(rules_dir: Path, lookups_dir: Path | None, strict: bool, at: str | None) -> None:
     """Find unknown fields, bad regexes and CIDRs, unreachable rules, expired suppressions."""
     from services.evaluate.diagnostics import RulesError
+    from services.evaluate.diff import parse_time
     from services.evaluate.lint import lint_sources
     from services.evaluate.rules import read_sources
 
     try:
-        problems = lint_sources(read_sources(rules_dir, lookups_dir), utcnow())
+        when = parse_time(at, utcnow()) if at else utcnow()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        problems = lint_sources(read_sources(rules_dir, lookups_dir), when)
     except RulesError as exc:
         problems = exc.problems
     for p in problems:

@@ -29,8 +29,11 @@ def test_the_shipped_rules_pass_their_own_tests() -> None:
 
 
 def test_the_shipped_rules_lint_clean_even_strictly() -> None:
-    r = _cli().invoke(cli, ["rules", "lint", "--strict", str(SHIPPED)])
+    # A fixed time: the example suppression expires in 2027 and lint would then (rightly) warn.
+    r = _cli().invoke(cli, ["rules", "lint", "--strict", "--at", "2026-12-01T00:00:00Z", str(SHIPPED)])
     assert r.exit_code == 0, r.output
+    later = _cli().invoke(cli, ["rules", "lint", "--strict", "--at", "2027-02-01T00:00:00Z", str(SHIPPED)])
+    assert later.exit_code == 1 and "suppression pentest-payments-staging-2026-12 expired" in later.output
 
 
 def test_a_failing_case_is_reported_readably_with_a_non_zero_exit(tmp_path: Path) -> None:
