@@ -183,6 +183,10 @@ def rules_diff(
     def progress(n: int) -> None:
         bar_holder["bar"].update(n)
 
+    from confluent_kafka import KafkaException
+
+    from alertline.errors import Transient
+
     try:
         for raw in read_range(settings.kafka, alerts_topic, t_since, t_until, progress, on_spans):
             if raw.value is None:
@@ -198,6 +202,9 @@ def rules_diff(
                 continue
             last[ident] = alert["revision"]
             report.add(alert, decide(old_rs, alert, old_lk, now), decide(new_rs, alert, new_lk, now))
+    except (KafkaException, Transient) as exc:
+        click.echo(f"\ncannot read {alerts_topic}: {exc}", err=True)
+        sys.exit(2)
     finally:
         if "bar" in bar_holder:
             bar_holder["bar"].__exit__(None, None, None)
