@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from alertline.model import Alert, Decision, RuleMatch
+from services.evaluate import paths
 from services.evaluate.expr import LookupSource
 from services.evaluate.lookups import LiveTables, Lookups
 from services.evaluate.match import INDEX_FIELDS
@@ -38,10 +39,11 @@ _CACHE_LIMIT = 8192
 class RuleSet:
     """A loaded rule set with its index: an alert meets only rules that can match it.
 
-    Each rule is filed under the one index field it constrains by equality (control_id,
-    finding_type, product, provider — most selective first); rules without such a
-    constraint are met by every alert. The candidate list for a combination of those
-    fields is computed once and cached.
+    Each rule is filed under one field it constrains by equality: one of control_id,
+    finding_type, product, provider (most selective first) when it can, else any other
+    field (``account``, ``resources.tags.env``, ...). Rules without such a constraint are met
+    by every alert. The candidates for a combination of the four main fields are computed
+    once and cached; rules filed under other fields are added per alert (usually none).
     """
 
     def __init__(self, loaded: Loaded) -> None:
@@ -66,35 +68,55 @@ class RuleSet:
         self._fields = tuple(f for f in INDEX_FIELDS if f in by)
         self._by = by
         self._always = always
+        self._secondary = tuple(
+            (paths.getter(paths.parse_path(f)), table) for f, table in by.items() if f not in INDEX_FIELDS
+        )
         self._cache: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
 
     def candidates(self, alert: Mapping[str, Any]) -> tuple[Rule, ...]:
         key = tuple(alert.get(f) for f in self._fields)
         hit = self._cache.get(key)
-        if hit is not None:
+        if hit is None:
+            picked = set(self._always)
+            for f, v in zip(self._fields, key, strict=True):
+                if v.__class__ is str:
+                    picked.update(self._by[f].get(v, ()))
+            hit = tuple(self.rules[i] for i in sorted(picked))
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = hit
+        if not self._secondary:
             return hit
-        picked = set(self._always)
-        for f, v in zip(self._fields, key, strict=True):
+        extra: set[int] = set()
+        for get, table in self._secondary:
+            v = get(alert)
             if v.__class__ is str:
-                picked.update(self._by[f].get(v, ()))
-        out = tuple(self.rules[i] for i in sorted(picked))
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = out
-        return out
+                extra.update(table.get(v, ()))
+            elif v.__class__ is list:
+                for e in v:
+                    if e.__class__ is str:
+                        extra.update(table.get(e, ()))
+        if not extra:
+            return hit
+        return tuple(sorted((*hit, *(self.rules[i] for i in extra)), key=_position))
 
     @property
     def indexed(self) -> int:
         return len(self.rules) - len(self._always)
 
 
+def _position(r: Rule) -> int:
+    return r.position
+
+
 def index_key(r: Rule) -> tuple[str, frozenset[str]] | None:
     """The index field and values for a rule, or None when it must meet every alert."""
-    for f in INDEX_FIELDS:
-        sets = [vals for field, vals in r.cond.hints if field == f]
-        if sets:
-            return f, frozenset.intersection(*sets)
-    return None
+    fields = [f for f in INDEX_FIELDS if any(h[0] == f for h in r.cond.hints)]
+    fields += [h[0] for h in r.cond.hints if h[0] not in INDEX_FIELDS]
+    if not fields:
+        return None
+    f = fields[0]
+    return f, frozenset.intersection(*[vals for field, vals in r.cond.hints if field == f])
 
 
 def default_priority(alert: Mapping[str, Any]) -> str:

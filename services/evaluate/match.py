@@ -12,7 +12,8 @@ A field that holds a list (``indicators.ips``, ``resources.type``) matches when 
 does, or, with ``every: true``, when it is non-empty and every element does.
 
 Each compiled condition carries ``hints``: equality constraints that must hold for it to
-match (``product in {guardduty}``), which the rule index uses to skip rules that cannot match.
+match (``product in {guardduty}``, ``resources.tags.env in {prod}``: on a list field, some
+element equals one of the values), which the rule index uses to skip rules that cannot match.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from services.evaluate.yamlsrc import LocatedDict, LocatedList, line_of
 
 Pred = Callable[[Any, LookupSource], bool]
 Explain = Callable[[Any, LookupSource], str]
-Hint = tuple[str, frozenset[str]]
+Hint = tuple[str, frozenset[str]]  # (field path as written by paths.render, values)
 
 # Single-valued alert fields the rule index can key on, most selective first.
 INDEX_FIELDS: tuple[str, ...] = ("control_id", "finding_type", "product", "provider")
@@ -145,9 +146,7 @@ def expr_hints(node: ex.Node) -> list[Hint]:
     for p in parts:
         if not isinstance(p, ex.Compare) or not isinstance(p.left, ex.Path):
             continue
-        if len(p.left.steps) != 1 or p.left.steps[0] not in INDEX_FIELDS:
-            continue
-        f = str(p.left.steps[0])
+        f = p.left.text
         if p.op == "==" and isinstance(p.right, ex.Const) and isinstance(p.right.value, str):
             out.append((f, frozenset([p.right.value])))
         elif p.op == "in" and isinstance(p.right, ex.ListConst) and all(isinstance(v, str) for v in p.right.values):
@@ -216,7 +215,7 @@ def _any(value: Any, line: int) -> Cond:
 
     # Usable for the index only when every branch constrains the same field.
     hints: tuple[Hint, ...] = ()
-    for f in INDEX_FIELDS:
+    for f in [h[0] for h in conds[0].hints]:
         per = [next((h[1] for h in c.hints if h[0] == f), None) for c in conds]
         if all(p is not None for p in per):
             hints = ((f, frozenset().union(*(p for p in per if p is not None))),)
@@ -289,9 +288,10 @@ def _field(node: dict[str, Any], line: int) -> Cond:
         except (ex.ExprError, re.error) as exc:
             bad = next((p for p in patterns if _bad_regex(p)), patterns[0])
             raise MatchError(oline, f"bad {op} {bad!r}: {exc}") from None
-        return _elementwise(
-            lambda v, lk: v.__class__ is str and search(v) is not None, get, f"{label} {op} {_show(arg)}", every
-        )
+        text = f"{label} {op} {_show(arg)}"
+        if not every and not paths.is_multi(steps):
+            return _scalar_search(steps, get, search, text)
+        return _elementwise(lambda v, lk: v.__class__ is str and search(v) is not None, get, text, every)
     if op == "contains":
         if not isinstance(arg, str):
             raise MatchError(oline, f"contains takes text, got {_kind(arg)}")
@@ -403,6 +403,24 @@ def _numeric(node: dict[str, Any], ops: list[str], get: paths.Getter, label: str
     return _elementwise(in_range, get, f"{label} {' and '.join(parts)}", every)
 
 
+def _scalar_search(steps: list[paths.Step], get: paths.Getter, search: Callable[[str], Any], text: str) -> Cond:
+    """A regex/glob on a single-valued field, fused into one closure: the most common unindexed test."""
+    if len(steps) == 1:
+        k = steps[0]
+
+        def test1(a: Any, lk: LookupSource) -> bool:
+            v = a.get(k)
+            return v.__class__ is str and search(v) is not None
+
+        return _cond(test1, get, text)
+
+    def test(a: Any, lk: LookupSource) -> bool:
+        v = get(a)
+        return v.__class__ is str and search(v) is not None
+
+    return _cond(test, get, text)
+
+
 def _elementwise(
     pred: Callable[[Any, LookupSource], bool], get: paths.Getter, text: str, every: bool, hints: tuple[Hint, ...] = ()
 ) -> Cond:
@@ -434,13 +452,29 @@ def _elementwise(
 
 
 def _cond(test: Pred, get: paths.Getter, text: str, hints: tuple[Hint, ...] = ()) -> Cond:
-    return Cond(test, lambda a, lk: f"{text} (got {ex.short(get(a))})", text, hints=hints)
+    # The same few values explain most matches (an account, a control id): memoize the text.
+    memo: dict[Any, str] = {}
+
+    def explain(a: Any, lk: LookupSource) -> str:
+        v = get(a)
+        k = tuple(v) if v.__class__ is list else v
+        try:
+            hit = memo.get(k)
+        except TypeError:  # unhashable (a dict): no memo
+            return f"{text} (got {ex.short(v)})"
+        if hit is None:
+            if len(memo) >= 1024:
+                memo.clear()
+            hit = memo[k] = f"{text} (got {ex.short(v)})"
+        return hit
+
+    return Cond(test, explain, text, hints=hints)
 
 
 def _hint(steps: list[paths.Step], values: Sequence[str], every: bool) -> tuple[Hint, ...]:
-    if every or len(steps) != 1 or steps[0] not in INDEX_FIELDS:
+    if every:
         return ()
-    return ((str(steps[0]), frozenset(values)),)
+    return ((paths.render(steps), frozenset(values)),)
 
 
 def _flag(node: dict[str, Any], key: str, line: int) -> bool:

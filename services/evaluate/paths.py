@@ -131,6 +131,19 @@ def validate(steps: Sequence[Step]) -> None:
         node = node[step]
 
 
+def is_multi(steps: Sequence[Step]) -> bool:
+    """True when the path can yield a list (it crosses resources or an indicators list)."""
+    if not steps:
+        return False
+    if steps[0] == "indicators":
+        return True
+    if steps[0] != "resources":
+        return False
+    if len(steps) > 1 and isinstance(steps[1], int):  # one resource: only its addresses are a list
+        return len(steps) > 2 and steps[2] == "addresses"
+    return True
+
+
 def render(steps: Sequence[Step]) -> str:
     out = ""
     for s in steps:

@@ -23,6 +23,9 @@ rules:
   - {id: n1, description: d, owner: o, match: {all: [{field: product, equals: guardduty}, {field: product, equals: scc}]}, actions: {labels: [never]}}
   - {id: x1, description: d, owner: o, match: {not: {field: product, equals: guardduty}}, actions: {labels: [not-gd]}, stop: false}
   - {id: s1, description: d, owner: o, match: {field: control_id, equals: EC2.19}, actions: {labels: [stop]}, stop: true}
+  - {id: t1, description: d, owner: o, match: {field: resources.tags.env, equals: prod}, actions: {labels: [prod]}}
+  - {id: a1, description: d, owner: o, expr: 'account in ["1", "2"] and severity.score > 60', actions: {priority: P1}}
+  - {id: a2, description: d, owner: o, match: {any: [{field: account, equals: "2"}, {field: account, equals: "3"}]}, actions: {labels: [a2]}}
   - {id: z1, description: d, owner: o, actions: {labels: [last]}}
 """  # noqa: E501 - one rule per line reads best here
 
@@ -39,6 +42,10 @@ alerts = st.fixed_dictionaries(
         "control_id": st.sampled_from([None, "EC2.18", "EC2.19", "S3.1", "IAM.1"]),
         "finding_type": st.sampled_from([None, "A", "B", "Recon:EC2/PortProbe", "Other"]),
         "severity": st.sampled_from([{"label": "low"}, {"label": "high"}, {"label": "medium"}]),
+        "account": st.sampled_from(["1", "2", "3", "4"]),
+        "resources": st.lists(
+            st.fixed_dictionaries({"tags": st.sampled_from([{}, {"env": "prod"}, {"env": "dev"}])}), max_size=3
+        ),
     }
 )
 
@@ -55,6 +62,8 @@ def test_indexed_decisions_equal_a_full_scan(over: dict[str, Any]) -> None:
 def test_most_rules_are_indexed_and_contradictions_are_known() -> None:
     rs = RuleSet(loaded(RULES))
     assert [r.id for r in rs.never] == ["n1"]
-    assert rs.indexed == 6
+    assert rs.indexed == 9
     cands = [r.id for r in rs.candidates(build_alert({"product": "inspector"}))]
     assert cands == ["f1", "p2", "x1", "z1"], "globs, or-expressions and negations meet every alert"
+    tagged = build_alert({"product": "inspector", "account": "2", "resources": [{}, {"tags": {"env": "prod"}}]})
+    assert [r.id for r in rs.candidates(tagged)] == ["f1", "p2", "x1", "t1", "a1", "a2", "z1"]
