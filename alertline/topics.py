@@ -20,14 +20,14 @@ TOPICS: dict[str, TopicSpec] = {
     "tickets.state": TopicSpec("tickets.state.v1", compact=True, description="Ticket state per identity."),
     "tickets.actions": TopicSpec("tickets.actions.v1", description="Intended GitHub actions (shadow mode)."),
     "enrich.state": TopicSpec("enrich.state.v1", compact=True, description="Last exposure result per identity."),
-    "evaluate.state": TopicSpec(
-        "evaluate.state.v1", compact=True, description="Last revision decided per identity (evaluate dedupe)."
-    ),
     "lookups": TopicSpec("lookups.v1", compact=True, description="Lookup-table rows for evaluate."),
     "ingest.dlq": TopicSpec("ingest.dlq.v1", description="Dead letters of ingest."),
     "evaluate.dlq": TopicSpec("evaluate.dlq.v1", description="Dead letters of evaluate."),
     "enrich.dlq": TopicSpec("enrich.dlq.v1", description="Dead letters of enrich."),
     "ticket.dlq": TopicSpec("ticket.dlq.v1", description="Dead letters of ticket."),
+    "evaluate.state": TopicSpec(
+        "evaluate.state.v1", compact=True, description="Last revision decided per identity (evaluate dedupe)."
+    ),
 }
 
 
