@@ -30,6 +30,9 @@ TOPICS: dict[str, TopicSpec] = {
     "enrich.dlq": TopicSpec("enrich.dlq.v1", description="Dead letters of enrich."),
     "ticket.dlq": TopicSpec("ticket.dlq.v1", description="Dead letters of ticket."),
     "scan.dlq": TopicSpec("scan.dlq.v1", description="Dead letters of scan (unreadable inventory records)."),
+    "evaluate.state": TopicSpec(
+        "evaluate.state.v1", compact=True, description="Last revision decided per identity (evaluate dedupe)."
+    ),
 }
 
 
