@@ -142,6 +142,11 @@ class TicketState(TypedDict):
     updated_at: datetime
 
 
+class EvaluateState(TypedDict):
+    revision: str
+    decided_at: datetime
+
+
 class DeadLetter(TypedDict):
     service: str
     source: str
