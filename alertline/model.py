@@ -145,6 +145,7 @@ class TicketState(TypedDict):
 class EvaluateState(TypedDict):
     revision: str
     decided_at: datetime
+    ruleset: str
 
 
 class DeadLetter(TypedDict):

@@ -52,12 +52,18 @@ def make_handler(
         if rec.key is None or rec.key_str != identity:
             raise BadInput(f"record key {rec.key_str!r} is not the alert identity {identity!r}")
         last: EvaluateState | None = ctx.state.get(identity)
-        if last is not None and last["revision"] == alert["revision"]:
-            obs.duplicate()
-            return ()
         now = ctx.now()
         decision = decide(alert, now)
-        state: EvaluateState = {"revision": alert["revision"], "decided_at": now}
+        # The same version decided by the same rules is a redelivery; under changed rules (a
+        # replay after a rule fix) it is decided again.
+        if (
+            last is not None
+            and last["revision"] == alert["revision"]
+            and last.get("ruleset", "") == decision["ruleset"]
+        ):
+            obs.duplicate()
+            return ()
+        state: EvaluateState = {"revision": alert["revision"], "decided_at": now, "ruleset": decision["ruleset"]}
         ctx.state.set(identity, state)
         obs.decided(decision)
         spliced = splicer.splice(raw, decision) if splicer is not None else None

@@ -47,7 +47,27 @@ def test_a_redelivered_revision_produces_nothing_and_a_new_one_does() -> None:
     state.end_record(ok=True)
     assert len(list(handle(_rec(dict(a, revision="rev-1b")), ctx))) == 1
     state.end_record(ok=True)
-    assert state.get(a["identity"]) == {"revision": "rev-1b", "decided_at": NOW}
+    assert state.get(a["identity"]) == {
+        "revision": "rev-1b",
+        "decided_at": NOW,
+        "ruleset": evaluator(RULES).ruleset.fingerprint,
+    }
+
+
+def test_the_same_revision_is_decided_again_under_changed_rules() -> None:
+    state = PartitionState()
+    ctx = Context(now=FixedClock(NOW), state=state)
+    a = alert(1, product="guardduty")
+    assert len(list(_handle()(_rec(a), ctx))) == 1
+    state.end_record(ok=True)
+    fixed = (
+        RULES
+        + "  - {id: new, description: d, owner: o, match: {field: product, equals: scc}, actions: {priority: P2}}\n"
+    )
+    changed = make_handler(evaluator(fixed).decide, "out", CODEC)
+    assert len(list(changed(_rec(a), ctx))) == 1, "a replay after a rule change must re-decide"
+    state.end_record(ok=True)
+    assert list(changed(_rec(a), ctx)) == []
 
 
 def test_bad_records_raise_bad_input_with_the_cause() -> None:
