@@ -78,7 +78,7 @@ def run_demo(workdir: Path, hold: bool, timeout: float = 240, progress: Callable
         progress(4, "waiting for investigation results (Tor caller, exposed page + screenshot)")
 
         def investigated() -> bool:
-            bodies = " ".join(b for i in stack.issues() for b in comment_bodies(i) + [i.body or ""])
+            bodies = " ".join(b for i in stack.issues() for b in [*comment_bodies(i), i.body or ""])
             return "Tor" in bodies and "Acme admin console" in bodies
 
         try:
