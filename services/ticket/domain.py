@@ -201,6 +201,8 @@ def facts(st: TicketState) -> render.IssueFacts:
         alert_status=st["alert_status"],
         state=st["state"],
         previous_issue=st.get("previous_issue"),
+        revision=st.get("last_revision"),
+        fingerprints=tuple(f for f in st["comment_fingerprints"] if f.startswith("e:")),
     )
 
 
@@ -232,10 +234,12 @@ def _labels_to_add(st: TicketState, wanted: Sequence[str]) -> tuple[str, ...]:
     return tuple(x for x in wanted if x.lower() not in have)
 
 
-def _comment(st: TicketState, purpose: str, parts: Sequence[str]) -> AddComment:
+def _comment(st: TicketState, purpose: str, parts: Sequence[str], fps: Sequence[str] = ()) -> AddComment:
+    """One comment; its key (from identity, generation and what it says) makes it idempotent,
+    and the enrichment fingerprints it shows ride in its marker for ``tickets rebuild``."""
     assert st["issue_number"] is not None
     key = _h(st["identity"], str(st["generation"]), purpose, n=20)
-    return AddComment(st["repository"], st["issue_number"], key, render.comment_body(parts, key))
+    return AddComment(st["repository"], st["issue_number"], key, render.comment_body(parts, key, fps))
 
 
 # ---------------------------------------------------------------------------- storms
@@ -444,16 +448,18 @@ def _on_ticketed(prev: TicketState, alert: Alert, decision: Decision, enrichment
                           remove_labels=remove)  # fmt: skip
     # Closed and still resolved/suppressed, or closed as not planned: counted, nothing written.
 
+    fps: list[str] = []
     if fresh and st["state"] == OPEN:
         items = [render.enrichment_item(e, changed) for e, changed in fresh]
         parts.append(render.enrichment_note(items))
-        purpose.append("enrich:" + ",".join(_fp_entry(e) for e, _ in fresh))
+        fps = [_fp_entry(e) for e, _ in fresh]
+        purpose.append("enrich:" + ",".join(fps))
     if fresh:
         _remember(st, [_fp_entry(e) for e, _ in fresh], policy.max_fingerprints)
     if update:
         plan.actions.append(UpdateIssue(st["repository"], num, **update))
     if parts:
-        plan.actions.append(_comment(st, "|".join(purpose), parts))
+        plan.actions.append(_comment(st, "|".join(purpose), parts, fps))
         st["last_comment_at"] = now
     return plan
 
@@ -493,8 +499,8 @@ def _on_recheck(prev: TicketState | None, alert: Alert, decision: Decision, enri
     if st["issue_number"] is None:
         return Plan(note="no issue number")
     items = [render.enrichment_item(e, changed) for e, changed in fresh]
-    purpose = "recheck:" + ",".join(_fp_entry(e) for e, _ in fresh)
-    plan.actions.append(_comment(st, purpose, [render.enrichment_note(items)]))
+    fps = [_fp_entry(e) for e, _ in fresh]
+    plan.actions.append(_comment(st, "recheck:" + ",".join(fps), [render.enrichment_note(items)], fps))
     st["last_comment_at"] = now
     return plan
 
@@ -511,6 +517,7 @@ class Observation:
     updated_at: datetime
     body: str | None = None
     title: str | None = None
+    closed_at: datetime | None = None
 
 
 def observe(prev: TicketState, obs: Observation) -> TicketState | None:
@@ -667,7 +674,8 @@ def observe_page(prev: TicketState, obs: Observation, now: datetime) -> TicketSt
             if shown is not None and shown != m["shown_resolved"]:
                 m["resolved"] = shown  # a human ticked or unticked it
                 m["shown_resolved"] = shown
-                _touch(st, now)
+                if st["dirty_since"] is None:
+                    st["dirty_since"] = now
     if obs.state == CLOSED and prev["state"] == OPEN:
         _set(st, state=CLOSED, closed_at=obs.updated_at,
                   close_reason=R_NOT_PLANNED if obs.state_reason == "not_planned" else R_HUMAN)  # fmt: skip
@@ -688,15 +696,15 @@ def flush_page(prev: TicketState, now: datetime) -> Plan:
     members = page_members(st)
     total = len(members)
     title = render.page_title(st["title"] or st["group_key"] or "", total, st["page"])
-    body = render.page_body(ghash, st["page"], (st["group_key"] or "").split("|", 1)[-1], st["title"] or "",
-                            members, st.get("previous_issue"))  # fmt: skip
+    body = render.page_body(ghash, st["page"], st["group_key"] or "", st["title"] or "", members,
+                            st.get("previous_issue"))  # fmt: skip
     all_done = bool(members) and all(m.resolved for m in members)
     for m in st["members"]:
         m["shown_resolved"] = m["resolved"]
     _set(st, dirty_since=None, flushed_at=now, updated_at=now)
     if st["issue_number"] is None:
-        action: Action = CreateIssue(st["repository"], Marker(group=ghash, page=st["page"]), title, body,
-                                     tuple(st["labels"]))  # fmt: skip
+        marker = Marker(group=ghash, page=st["page"], fields=(("key", st["group_key"] or ""),))
+        action: Action = CreateIssue(st["repository"], marker, title, body, tuple(st["labels"]))
         if all_done:  # created and immediately done: the next flush closes it
             st["dirty_since"] = now
         return Plan(state=st, actions=[action])

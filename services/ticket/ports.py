@@ -44,8 +44,8 @@ class Tracker(Protocol):
     def get(self, repository: str, number: int) -> Observation | None:
         """The issue now; None if it was deleted or transferred away."""
 
-    def update(self, action: UpdateIssue, current: Observation | None) -> datetime | None:
-        """Bring the issue to the action's shape; GitHub's new updated_at, None if nothing changed."""
+    def update(self, action: UpdateIssue, current: Observation | None) -> Observation | None:
+        """Bring the issue to the action's shape; the issue after our writes (None: no write)."""
 
     def suspect(self, repository: str, number: int) -> bool:
         """True if a write to this issue may have happened without us seeing its result."""

@@ -132,14 +132,23 @@ class IssueFacts:
     alert_status: str
     state: str  # open | closed
     previous_issue: int | None = None
+    revision: str | None = None
+    fingerprints: tuple[str, ...] = ()
 
 
 def issue_marker(f: IssueFacts) -> Md:
-    return Marker(
-        identity=f.identity,
-        generation=f.generation,
-        fields=(("occ", str(f.occurrences)), ("last", iso(f.last_seen)), ("first", iso(f.first_seen))),
-    ).render()
+    """First line of an alert's issue: which identity, and what ``tickets rebuild`` needs."""
+    fields = [
+        ("occ", str(f.occurrences)),
+        ("first", iso(f.first_seen)),
+        ("last", iso(f.last_seen)),
+        ("st", f.alert_status),
+    ]
+    if f.revision:
+        fields.append(("rev", f.revision[:64]))
+    if f.fingerprints:
+        fields.append(("fps", ",".join(f.fingerprints[-MAX_ENRICHMENTS:])))
+    return Marker(identity=f.identity, generation=f.generation, fields=tuple(fields)).render()
 
 
 def status_line(f: IssueFacts) -> Md:
@@ -245,10 +254,10 @@ def hard_cut(body: str, alert: Alert) -> str:
 
 
 # ---------------------------------------------------------------------------- comments
-def comment_body(parts: Sequence[str], key: str) -> str:
-    body = _render("comment.md.j2", parts=[Md(p) for p in parts], marker=comment_marker(key))
+def comment_body(parts: Sequence[str], key: str, fps: Sequence[str] = ()) -> str:
+    marker = comment_marker(key, tuple(fps))
+    body = _render("comment.md.j2", parts=[Md(p) for p in parts], marker=marker)
     if len(body) > MAX_BODY:
-        marker = comment_marker(key)
         body = body[: MAX_BODY - len(marker) - 40] + "\n\n> ✂️ Truncated.\n\n" + marker
     return body
 
@@ -324,15 +333,21 @@ def page_title(title: str, total: int, page: int) -> str:
 
 
 def page_body(
-    group_hash: str, page: int, group_key: str, title: str, members: Sequence[PageMember], previous: int | None = None
+    group_hash: str,
+    page: int,
+    group_key: str,
+    title: str,
+    members: Sequence[PageMember],
+    previous: int | None = None,
 ) -> str:
+    """``group_key`` is the full key (``repository|key``); the body shows the part after the ``|``."""
     resolved = sum(1 for m in members if m.resolved)
     body = _render(
         "page_body.md.j2",
-        marker=Marker(group=group_hash, page=page).render(),
+        marker=Marker(group=group_hash, page=page, fields=(("key", group_key),)).render(),
         total=len(members),
         title=title,
-        group_key=group_key,
+        group_key=group_key.split("|", 1)[-1],
         open=len(members) - resolved,
         resolved=resolved,
         page=page,

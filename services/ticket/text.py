@@ -188,17 +188,29 @@ def parse_marker(body: str | None) -> Marker | None:
     return None
 
 
-def comment_marker(key: str) -> Md:
-    return Md(f"<!-- alertline:v1 comment={_enc(key)} -->")
+def comment_marker(key: str, fps: tuple[str, ...] = ()) -> Md:
+    extra = f" fps={_enc(','.join(fps))}" if fps else ""
+    return Md(f"<!-- alertline:v1 comment={_enc(key)}{extra} -->")
 
 
-def comment_key_of(body: str | None) -> str | None:
-    """The key of one of our comments (its marker is its last line)."""
+_COMMENT_RE = re.compile(r"<!-- alertline:v1 comment=([^\s<>]+)(?: fps=([^\s<>]*))? -->")
+
+
+def parse_comment_marker(body: str | None) -> tuple[str, tuple[str, ...]] | None:
+    """(key, enrichment fingerprints) of one of our comments (its marker is its last line)."""
     if not body:
         return None
     last = body.rstrip().rsplit("\n", 1)[-1]
-    m = re.fullmatch(r"<!-- alertline:v1 comment=([^\s<>]+) -->", last)
-    return urllib.parse.unquote(m.group(1)) if m else None
+    m = _COMMENT_RE.fullmatch(last)
+    if not m:
+        return None
+    fps = tuple(x for x in urllib.parse.unquote(m.group(2) or "").split(",") if x)
+    return urllib.parse.unquote(m.group(1)), fps
+
+
+def comment_key_of(body: str | None) -> str | None:
+    parsed = parse_comment_marker(body)
+    return parsed[0] if parsed else None
 
 
 MEMBER_RE = re.compile(r"^- \[([ xX])\] (.*) <!-- m=([^\s<>]+) -->$")

@@ -33,7 +33,7 @@ from alertline.errors import BadInput, Transient
 from services.ticket.domain import AddComment, CreateIssue, Observation, UpdateIssue
 from services.ticket.limiter import WriteLimiter
 from services.ticket.ports import IssueRef, ListedIssue
-from services.ticket.text import Marker, comment_key_of, parse_marker, splice_status
+from services.ticket.text import Marker, comment_key_of, parse_comment_marker, parse_marker, splice_status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,6 +104,7 @@ def observation_of(issue: Issue) -> Observation:
         updated_at=_utc(issue.updated_at),
         body=issue.body,
         title=issue.title,
+        closed_at=_utc(issue.closed_at) if issue.closed_at else None,
     )
 
 
@@ -347,7 +348,10 @@ class GitHubTracker:
             raise
         return observation_of(issue)
 
-    def update(self, action: UpdateIssue, current: Observation | None) -> datetime | None:
+    def update(self, action: UpdateIssue, current: Observation | None) -> Observation | None:
+        """Apply the action's differences from ``current``; the issue as GitHub shows it after
+        our writes (None when nothing needed writing). Labels go through the add/remove
+        endpoints, never a full replacement, so a label a human adds meanwhile survives."""
         if current is None:
             return None
         fields = edit_fields(action, current)
@@ -357,10 +361,10 @@ class GitHubTracker:
         if not fields and not add and not remove:
             return None
         issue = self._repo(action.repository).get_issue(action.number)  # lazy: no request
-        updated: datetime | None = None
+        after: Observation | None = None
         if fields:
             self._call("edit_issue", lambda: issue.edit(**fields), write=True)
-            updated = _utc(issue.updated_at) if issue.updated_at else self.clock()
+            after = observation_of(issue)  # edit() loads the response: the whole issue after our write
         for name in remove:
             try:
                 self._call("remove_label", functools.partial(issue.remove_from_labels, name), write=True)
@@ -369,8 +373,9 @@ class GitHubTracker:
         if add:
             self._call("add_labels", lambda: issue.add_to_labels(*add), write=True)
         if add or remove:
-            updated = self.clock()
-        return updated
+            # The label endpoints do not return the issue; read it for GitHub's updated_at.
+            after = self.get(action.repository, action.number)
+        return after
 
     def suspect(self, repository: str, number: int) -> bool:
         return (repository, number) in self._suspect
@@ -397,6 +402,18 @@ class GitHubTracker:
 
     def drain_intents(self) -> list[dict[str, Any]]:
         return []
+
+    def our_comments(self, repository: str, number: int) -> list[tuple[str, tuple[str, ...], datetime]]:
+        """(key, enrichment fingerprints, created_at) of every comment we posted on an issue."""
+        issue = self._repo(repository).get_issue(number)
+        pages = self._call("list_comments", lambda: issue.get_comments(), write=False)
+        it = iter(pages)
+        out = []
+        while (c := self._call("list_comments", lambda: next(it, None), write=False)) is not None:
+            parsed = parse_comment_marker(c.body)
+            if parsed is not None and c.user is not None and c.user.login == self.login:
+                out.append((parsed[0], parsed[1], _utc(c.created_at)))
+        return out
 
 
 def edit_fields(action: UpdateIssue, current: Observation) -> dict[str, Any]:
