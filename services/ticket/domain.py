@@ -164,7 +164,7 @@ def enrichment_key(e: Enrichment) -> tuple[str, str]:
     return _h(e["enricher"], e["subject"], n=10), (e.get("fingerprint") or _h(e.get("summary", ""), e["verdict"]))[:24]
 
 
-def _fp_entry(e: Enrichment) -> str:
+def fp_entry(e: Enrichment) -> str:
     subject, fp = enrichment_key(e)
     return f"e:{subject}:{fp}"
 
@@ -221,7 +221,7 @@ def new_enrichments(st: TicketState | None, enrichments: Sequence[Enrichment]) -
     out: list[tuple[Enrichment, bool]] = []
     seen: set[str] = set()
     for e in enrichments:
-        entry = _fp_entry(e)
+        entry = fp_entry(e)
         if entry in known or entry in seen:
             continue
         seen.add(entry)
@@ -348,7 +348,7 @@ def _on_new(alert: Alert, decision: Decision, enrichments: list[Enrichment], sta
         return Plan(state=st, members=[out], other_states=dict(storm.updates), note="storm: grouped")
     st = new_state(alert["identity"], repo, now, state=OPEN, group_key=None, **base)
     st["labels"] = render.issue_labels(alert, decision)
-    _remember(st, [_fp_entry(e) for e in enrichments], policy.max_fingerprints)
+    _remember(st, [fp_entry(e) for e in enrichments], policy.max_fingerprints)
     return Plan(state=st, actions=[_create(st, alert, decision, enrichments)], other_states=dict(storm.updates))
 
 
@@ -452,10 +452,10 @@ def _on_ticketed(prev: TicketState, alert: Alert, decision: Decision, enrichment
     if fresh and st["state"] == OPEN:
         items = [render.enrichment_item(e, changed) for e, changed in fresh]
         parts.append(render.enrichment_note(items))
-        fps = [_fp_entry(e) for e, _ in fresh]
+        fps = [fp_entry(e) for e, _ in fresh]
         purpose.append("enrich:" + ",".join(fps))
     if fresh:
-        _remember(st, [_fp_entry(e) for e, _ in fresh], policy.max_fingerprints)
+        _remember(st, [fp_entry(e) for e, _ in fresh], policy.max_fingerprints)
     if update:
         plan.actions.append(UpdateIssue(st["repository"], num, **update))
     if parts:
@@ -474,7 +474,7 @@ def _new_generation(prev: TicketState, alert: Alert, decision: Decision, enrichm
     )  # fmt: skip
     st["labels"] = [x for x in render.issue_labels(alert, decision) if x.lower() not in
                     {r.lower() for r in st["removed_labels"]}]  # fmt: skip
-    _remember(st, [_fp_entry(e) for e in enrichments], policy.max_fingerprints)
+    _remember(st, [fp_entry(e) for e in enrichments], policy.max_fingerprints)
     return Plan(state=st, actions=[_create(st, alert, decision, enrichments)], note="new generation")
 
 
@@ -487,7 +487,7 @@ def _on_recheck(prev: TicketState | None, alert: Alert, decision: Decision, enri
         return Plan(note="re-check unchanged")
     st = _copy(prev)
     st["updated_at"] = now
-    _remember(st, [_fp_entry(e) for e, _ in fresh], policy.max_fingerprints)
+    _remember(st, [fp_entry(e) for e, _ in fresh], policy.max_fingerprints)
     plan = Plan(state=st)
     if prev["state"] == CLOSED:
         plan.note = "re-check on a closed issue: remembered, not commented"
@@ -499,7 +499,7 @@ def _on_recheck(prev: TicketState | None, alert: Alert, decision: Decision, enri
     if st["issue_number"] is None:
         return Plan(note="no issue number")
     items = [render.enrichment_item(e, changed) for e, changed in fresh]
-    fps = [_fp_entry(e) for e, _ in fresh]
+    fps = [fp_entry(e) for e, _ in fresh]
     plan.actions.append(_comment(st, "recheck:" + ",".join(fps), [render.enrichment_note(items)], fps))
     st["last_comment_at"] = now
     return plan
