@@ -422,7 +422,8 @@ def _on_ticketed(prev: TicketState, alert: Alert, decision: Decision, enrichment
                 purpose.append("recur")
         elif auto_close:
             resolved = status == RESOLVED
-            parts.append(render.resolved_note(now) if resolved else render.suppressed_note(now))
+            at = st["last_seen"]
+            parts.append(render.resolved_note(at) if resolved else render.suppressed_note(at))
             purpose.append(status)
             update.update(state=CLOSED, state_reason="completed" if resolved else "not_planned")
             _set(st, state=CLOSED, close_reason=R_RESOLVED if resolved else R_SUPPRESSED, closed_at=now)
