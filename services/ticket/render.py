@@ -352,7 +352,8 @@ def page_body(
         resolved=resolved,
         page=page,
         previous=Md(f"#{previous}") if previous else None,
-        members=[{"line": Md(m.line), "resolved": m.resolved, "marker": member_marker(m.identity)} for m in members],
+        members=[{"line": Md(m.line), "box": Md("x" if m.resolved else " "), "marker": member_marker(m.identity)}
+                 for m in members],  # fmt: skip
     )
     # Pages are sized by the caller (``PAGE_BUDGET``) so this only guards the GitHub limit.
     return body if len(body) <= MAX_BODY else body[: MAX_BODY - 2].rsplit("\n", 1)[0]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Producer
@@ -18,11 +16,11 @@ from alertline.avro import SingleObjectCodec
 from alertline.kafka.admin import create, topic_configs
 from alertline.settings import KafkaSettings, RuntimeSettings
 from alertline.testing.kafka import read_all
-from alertline.testing.samples import alert
 from alertline.topics import TOPICS, topic
 from devtools.github_fake import FakeGitHub
 from services.ticket.app import App, build
 from services.ticket.settings import GitHubSettings, PolicySettings, TicketSettings
+from tests.unit.ticket.factories import decision, enriched, enrichment, revision  # noqa: F401 - re-exported
 
 REPO = "acme/security-alerts"
 TICKET_TOPICS = ("enriched", "tickets.events", "tickets.state", "tickets.actions", "ticket.dlq")
@@ -35,45 +33,6 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 3) -> None:
         NewTopic(topic(prefix, n), partitions, 1, config=topic_configs(TOPICS[n].compact, 3_600_000))
         for n in TICKET_TOPICS
     ])  # fmt: skip
-
-
-def decision(**over: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "action": "ticket", "priority": "P2", "reason": None, "repository": None, "assignees": [],
-        "labels": ["team:payments"], "auto_close": True, "group_key": None, "matched": [], "ruleset": "rs1",
-        "evaluated_at": datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
-    }  # fmt: skip
-    d.update(over)
-    return d
-
-
-def enrichment(subject: str, fp: str, verdict: str = "info", summary: str = "looked") -> dict[str, Any]:
-    return {
-        "enricher": "ip_reputation", "subject": subject, "summary": summary, "verdict": verdict,
-        "data_json": "{}", "fingerprint": fp, "changed_from": None, "artifacts": {},
-        "observed_at": datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
-    }  # fmt: skip
-
-
-def enriched(i: int = 0, *, kind: str = "alert", enrichments: list[dict[str, Any]] | None = None,
-             dec: dict[str, Any] | None = None, **alert_over: Any) -> dict[str, Any]:  # fmt: skip
-    return {
-        "kind": kind,
-        "alert": alert(i, **alert_over),
-        "decision": dec or decision(),
-        "enrichments": enrichments or [],
-        "enriched_at": datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
-    }
-
-
-def revision(ea: dict[str, Any], rev: str, status: str = "active", minutes: int = 1) -> dict[str, Any]:
-    """The same alert, a later version."""
-    out = copy.deepcopy(ea)
-    a = out["alert"]
-    a["revision"] = rev
-    a["status"] = status
-    a["updated_at"] = datetime.fromtimestamp(a["updated_at"].timestamp() + 60 * minutes, UTC)
-    return out
 
 
 class Harness:
@@ -132,7 +91,9 @@ class Harness:
             assert not errors, errors
 
     def send(self, ea: dict[str, Any], key: str | None = None) -> None:
-        self.producer.produce(self.enriched_topic, codec.encode("enrichment", ea), (key or ea["alert"]["identity"]).encode())
+        self.producer.produce(
+            self.enriched_topic, codec.encode("enrichment", ea), (key or ea["alert"]["identity"]).encode()
+        )
         self.producer.flush(10)
 
     def send_raw(self, topic_name: str, value: bytes, key: bytes) -> None:
