@@ -141,7 +141,7 @@ class Fault:
     retry_after: float | None = None
     message: str | None = None
     delay_s: float = 0.0
-    kind: str = "error"  # error | secondary | primary
+    kind: str = "error"  # error | secondary | primary | latency
 
 
 @dataclass
@@ -182,7 +182,7 @@ def _validation(resource: str, fieldname: str, code: str, message: str | None = 
         e["message"] = message
     if value is not None:
         e["value"] = value
-    return _err(422, "Validation Failed", errors=[e], status="422")
+    return HttpError(422, {"message": "Validation Failed", "errors": [e], "documentation_url": DOCS, "status": "422"})
 
 
 class FakeGitHub:
@@ -276,7 +276,11 @@ class FakeGitHub:
         delay_s: float = 0.0,
         kind: str = "error",
     ) -> None:
-        """Fail the next ``count`` matching requests (``path`` is a regex searched in the path)."""
+        """Affect the next ``count`` matching requests (``path`` is a regex searched in the path).
+
+        ``kind``: ``error`` answers ``status`` (before the write, or after it with ``after_write``);
+        ``secondary`` / ``primary`` answer as GitHub's rate limits do; ``latency`` only delays.
+        ``delay_s`` delays any kind."""
         with self._lock:
             self._faults.append(
                 Fault(method.upper(), re.compile(path), status, count, after_write, retry_after, message, delay_s, kind)
@@ -355,6 +359,9 @@ class FakeGitHub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One write per response and no Nagle: otherwise keep-alive clients stall ~40 ms a call.
+            wbufsize = 1 << 16
+            disable_nagle_algorithm = True
 
             def _any(self) -> None:
                 outer._handle(self)
@@ -366,7 +373,9 @@ class FakeGitHub:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="github-fake", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="github-fake", daemon=True
+        ).start()
         threading.Thread(target=self._deliver_loop, name="github-fake-hooks", daemon=True).start()
         self.url = f"http://{host}:{self._server.server_address[1]}"
         return self.url
@@ -919,7 +928,7 @@ class FakeGitHub:
         while not self._stopping:
             with self._delivery_cv:
                 while not self._delivery_q and not self._stopping:
-                    self._delivery_cv.wait(0.5)
+                    self._delivery_cv.wait(0.1)
                 if self._stopping:
                     return
                 d = self._delivery_q[0]

@@ -127,7 +127,9 @@ def test_a_human_reopening_what_we_closed_turns_auto_close_off_for_that_issue() 
     ea = enriched(1)
     closed = _closed(ea)
     closed["gh_updated_at"] = T0
-    reopened = domain.observe(closed, Observation(7, "open", "reopened", tuple(closed["labels"]), T0 + timedelta(hours=1)))
+    reopened = domain.observe(
+        closed, Observation(7, "open", "reopened", tuple(closed["labels"]), T0 + timedelta(hours=1))
+    )
     assert reopened is not None and reopened["state"] == "open" and reopened["auto_close"] is False
     plan = domain.on_alert(reopened, revision(ea, "r5", status="resolved", minutes=9), T0, POLICY)
     assert _kinds(plan) == ["UpdateIssue"] and plan.actions[0].add_labels == (render.LABEL_RESOLVED,)  # type: ignore[union-attr]
