@@ -174,6 +174,7 @@ class TicketEvent(TypedDict):
     actor: str | None
     observed_at: datetime
     delivery_id: str | None
+    seen_at: datetime | None
     group_key: str | None
     group_title: str | None
     member: GroupMember | None

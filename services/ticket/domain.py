@@ -33,6 +33,7 @@ R_RESOLVED, R_SUPPRESSED, R_INACTIVE, R_HUMAN, R_NOT_PLANNED = (
     "not_planned",
 )
 STORM_PARTITION_KEY = "storm:p"
+SNAPSHOT_MARGIN = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -521,15 +522,21 @@ class Observation:
     closed_at: datetime | None = None
 
 
-def observe(prev: TicketState, obs: Observation) -> TicketState | None:
-    """Fold what a human did on GitHub into the state; None when there is nothing new.
+def _stale(prev: TicketState, obs: Observation, tie_ok: bool) -> bool:
+    """Observations older than our own last write cannot show a human change we missed.
 
-    Observations no newer than our own last write are stale (they cannot show a human change
-    we have not already accounted for)."""
-    if prev.get("issue_number") != obs.number:
-        return None
+    GitHub's timestamps have one-second resolution: a snapshot taken in the same second as our
+    write may predate it (a reconcile listing: ``tie_ok=False``), but a webhook action or a read
+    made after our write is news (``tie_ok=True``)."""
     last = prev.get("gh_updated_at")
-    if last is not None and obs.updated_at <= last:
+    if last is None:
+        return False
+    return obs.updated_at < last or (obs.updated_at == last and not tie_ok)
+
+
+def observe(prev: TicketState, obs: Observation, tie_ok: bool = True) -> TicketState | None:
+    """Fold what a human did on GitHub into the state; None when there is nothing new."""
+    if prev.get("issue_number") != obs.number or _stale(prev, obs, tie_ok):
         return None
     st = _copy(prev)
     st["gh_updated_at"] = obs.updated_at
@@ -545,7 +552,12 @@ def observe(prev: TicketState, obs: Observation) -> TicketState | None:
     if gone:
         st["labels"] = [x for x in prev["labels"] if x.lower() in have]
         st["removed_labels"] = [*prev["removed_labels"], *gone][-100:]
-    return st
+    return st if _changed(prev, st) else None
+
+
+def _changed(a: TicketState, b: TicketState) -> bool:
+    fields = ("state", "close_reason", "auto_close", "labels", "removed_labels", "members")
+    return any(a.get(f) != b.get(f) for f in fields)
 
 
 def on_human(prev: TicketState | None, ev: TicketEvent, now: datetime) -> Plan:
@@ -560,10 +572,14 @@ def on_human(prev: TicketState | None, ev: TicketEvent, now: datetime) -> Plan:
         labels=tuple(ev.get("labels") or ()),
         updated_at=ev["observed_at"],
     )
+    # A snapshot (sync) in the same second as our write may predate it, unless it was read
+    # clearly after we last handled this key.
+    seen = ev.get("seen_at")
+    tie_ok = ev["action"] != "sync" or (seen is not None and seen > prev["updated_at"] + SNAPSHOT_MARGIN)
     if prev["record_type"] == "page":
-        st = observe_page(prev, obs, now)
+        st = observe_page(prev, obs, now, tie_ok)
     else:
-        st = observe(prev, obs)
+        st = observe(prev, obs, tie_ok)
     if st is None:
         return Plan(note="stale or unchanged observation")
     st["updated_at"] = now
@@ -659,10 +675,9 @@ def flush_due(st: TicketState, now: datetime, policy: Policy) -> bool:
     return now - st["last_seen"] >= policy.flush_quiet or now - st["dirty_since"] >= policy.flush_max_delay
 
 
-def observe_page(prev: TicketState, obs: Observation, now: datetime) -> TicketState | None:
+def observe_page(prev: TicketState, obs: Observation, now: datetime, tie_ok: bool = True) -> TicketState | None:
     """Fold a human's ticks and close/reopen of a storm page into its state."""
-    last = prev.get("gh_updated_at")
-    if prev.get("issue_number") != obs.number or (last is not None and obs.updated_at <= last):
+    if prev.get("issue_number") != obs.number or _stale(prev, obs, tie_ok):
         return None
     st = _copy(prev)
     st["gh_updated_at"] = obs.updated_at
@@ -682,7 +697,7 @@ def observe_page(prev: TicketState, obs: Observation, now: datetime) -> TicketSt
                   close_reason=R_NOT_PLANNED if obs.state_reason == "not_planned" else R_HUMAN)  # fmt: skip
     elif obs.state == OPEN and prev["state"] == CLOSED:
         _set(st, state=OPEN, close_reason=None, closed_at=None)
-    return st
+    return st if _changed(prev, st) else None
 
 
 def page_members(st: TicketState) -> list[render.PageMember]:

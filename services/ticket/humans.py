@@ -49,13 +49,15 @@ def human_event(
     observed_at: datetime,
     actor: str | None = None,
     delivery_id: str | None = None,
+    seen_at: datetime | None = None,
 ) -> tuple[str, dict[str, Any]]:
     key = f"group:{marker.group}" if marker.group is not None else (marker.identity or "")
     ev: dict[str, Any] = {
         "kind": "human", "key": key, "repository": repository, "issue_number": number,
         "generation": marker.generation, "page": marker.page if marker.group is not None else 0, "action": action,
         "issue_state": state, "state_reason": state_reason, "labels": list(labels), "actor": actor,
-        "observed_at": observed_at, "delivery_id": delivery_id, "group_key": None, "group_title": None,
+        "observed_at": observed_at, "delivery_id": delivery_id, "seen_at": seen_at, "group_key": None,
+        "group_title": None,
         "member": None,
     }  # fmt: skip
     return key, ev
@@ -192,7 +194,7 @@ class Reconciler:
             )
             batch: list[Output] = []
             for item in self.tracker.list_ours(repo, since=since):
-                batch.append(self._event(item))
+                batch.append(self._event(item, started))
                 if len(batch) >= 500:
                     n += self.publish(batch)
                     batch = []
@@ -201,10 +203,10 @@ class Reconciler:
             self.last_sync[repo] = started
         return n
 
-    def _event(self, item: ListedIssue) -> Output:
+    def _event(self, item: ListedIssue, seen_at: datetime) -> Output:
         o = item.observation
         key, ev = human_event(item.repository, item.marker, o.number, "sync", o.state, o.state_reason, o.labels,
-                              o.updated_at)  # fmt: skip
+                              o.updated_at, seen_at=seen_at)  # fmt: skip
         return Output(self.events_topic, ev, key=key, schema="ticket_event")
 
     def start(self) -> None:

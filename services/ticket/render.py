@@ -352,10 +352,12 @@ def page_body(
         resolved=resolved,
         page=page,
         previous=Md(f"#{previous}") if previous else None,
-        members=[{"line": Md(m.line), "box": Md("x" if m.resolved else " "), "marker": member_marker(m.identity)}
-                 for m in members],  # fmt: skip
+        members=[
+            {"line": Md(m.line), "box": Md("x" if m.resolved else " "), "marker": member_marker(m.identity)}
+            for m in members
+        ],
     )
-    # Pages are sized by the caller (``PAGE_BUDGET``) so this only guards the GitHub limit.
+    # Pages are sized by the caller (``Policy.page_budget``) so this only guards the GitHub limit.
     return body if len(body) <= MAX_BODY else body[: MAX_BODY - 2].rsplit("\n", 1)[0]
 
 

@@ -167,7 +167,8 @@ class TicketService:
         ev: dict[str, Any] = {
             "kind": "member", "key": m.key, "repository": m.repository, "issue_number": None, "generation": 0,
             "page": 0, "action": "update", "issue_state": None, "state_reason": None, "labels": [], "actor": None,
-            "observed_at": now, "delivery_id": None, "group_key": m.group_key, "group_title": m.group_title,
+            "observed_at": now, "delivery_id": None, "seen_at": None, "group_key": m.group_key,
+            "group_title": m.group_title,
             "member": m.member,
         }  # fmt: skip
         return Output(self.topics.events, ev, key=m.key, schema="ticket_event")
@@ -252,13 +253,15 @@ class TicketService:
         if isinstance(action, UpdateIssue):
             cur = current if current is not None else self.tracker.get(action.repository, action.number)
             after = self.tracker.update(action, cur)
-            if after is not None:
-                self.metrics.actions.labels("update").inc()
-                folded = self._fold(state, after, after.updated_at)
-                if folded is not None:
-                    folded["updated_at"] = state["updated_at"]
-                    return folded
-            return state
+            if after is None:
+                return state
+            self.metrics.actions.labels("update").inc()
+            # The issue after our write: anything unlike what we meant is a human's meanwhile.
+            folded = self._fold(state, after, state["updated_at"])
+            out = folded if folded is not None else state
+            if out["gh_updated_at"] is None or after.updated_at > out["gh_updated_at"]:
+                out = domain.with_issue(out, action.number, after.updated_at)
+            return out
         key = f"{action.repository}#{action.number}:{action.key}"
         if self._journaled(key):
             self.metrics.skipped.labels("comment").inc()

@@ -100,6 +100,27 @@ class Harness:
         self.producer.produce(topic_name, value, key)
         self.producer.flush(10)
 
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until the service committed everything sent so far on its inputs (the events
+        topic is written transactionally: its last offset may be a commit marker)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.prefix}ticket"})
+        try:
+
+            def done() -> bool:
+                for t, slack in ((self.enriched_topic, 0), (self.events_topic, 1)):
+                    parts = [TopicPartition(t, p) for p in range(3)]
+                    for tp in c.committed(parts, timeout=10):
+                        _low, high = c.get_watermark_offsets(TopicPartition(t, tp.partition), timeout=10)
+                        if max(tp.offset, 0) < high - slack:
+                            return False
+                return True
+
+            wait_for(done, timeout, "the service to catch up")
+        finally:
+            c.close()
+
     def states(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for m in read_all(self.bootstrap, self.state_topic, timeout=20):
