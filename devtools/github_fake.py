@@ -216,6 +216,7 @@ class FakeGitHub:
         self.secondary: list[tuple[int, float]] = []
         self.secondary_status = 403
         self._writes_at: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self.write_times: list[float] = []  # every accepted content-creating request, for limit checks
         self._faults: list[Fault] = []
         self.latency_s = 0.0
         self.counters: collections.Counter[str] = collections.Counter()
@@ -297,6 +298,18 @@ class FakeGitHub:
     def reset_counters(self) -> None:
         with self._lock:
             self.counters.clear()
+            self.write_times.clear()
+
+    def max_writes_in_window(self, seconds: float) -> int:
+        """The most content-creating requests this fake accepted in any window of ``seconds``."""
+        with self._lock:
+            ts = sorted(self.write_times)
+        best, j = 0, 0
+        for i, t in enumerate(ts):
+            while ts[j] <= t - seconds:
+                j += 1
+            best = max(best, i - j + 1)
+        return best
 
     # ------------------------------------------------------------------ reading back (tests, demo)
     def now(self) -> datetime:
@@ -520,6 +533,7 @@ class FakeGitHub:
                 h,
             )
         dq.append(now)
+        self.write_times.append(now)
         longest = max((w for _, w in self.secondary), default=0.0)
         while dq and dq[0] <= now - longest:
             dq.popleft()
