@@ -143,8 +143,9 @@ def run_rebuild(repos: list[str] | None, dry_run: bool, echo: Callable[[str], No
     states = rebuild_states(items, comments_of, utcnow())
     stats = {
         "issues": len(items),
-        "identities": sum(1 for k in states if not k.startswith("group:")),
-        "pages": sum(1 for k in states if k.startswith("group:")),
+        "identities": sum(1 for st in states.values() if st["record_type"] == "identity" and st["issue_number"]),
+        "grouped": sum(1 for st in states.values() if st["state"] == domain.GROUPED),
+        "pages": sum(1 for st in states.values() if st["record_type"] == "page"),
         "partitions": partitions,
     }
     if dry_run:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from alertline.model import GroupMember, TicketState
@@ -20,6 +20,7 @@ from services.ticket.text import MEMBER_RE
 # Labels we set on our own issues (anything else on them is a human's).
 OUR_LABEL_PREFIXES = ("severity:", "priority:", "source:", "account:")
 OUR_LABELS = {render.LABEL_ALL, render.LABEL_STORM, render.LABEL_RESOLVED, render.LABEL_SUPPRESSED}
+UNKNOWN = datetime(1970, 1, 1, tzinfo=UTC)
 CommentsOf = Callable[[ListedIssue], list[tuple[str, tuple[str, ...], datetime]]]
 
 
@@ -88,10 +89,18 @@ def page_state(item: ListedIssue, now: datetime) -> TicketState:
 def rebuild_states(items: Iterable[ListedIssue], comments_of: CommentsOf, now: datetime) -> dict[str, TicketState]:
     """State key -> state for every issue of ours; the newest generation wins per identity."""
     out: dict[str, TicketState] = {}
+    members: dict[str, TicketState] = {}
     for item in items:
         if item.marker.group is not None:
             st = page_state(item, now)
             out[st["identity"]] = st
+            for m in st["members"]:
+                # The member's own state (in its identity's partition) only says "grouped".
+                members[m["identity"]] = domain.new_state(
+                    m["identity"], item.repository, now, state=domain.GROUPED, group_key=st["group_key"],
+                    alert_status=domain.RESOLVED if m["resolved"] else domain.ACTIVE, first_seen=UNKNOWN,
+                    last_seen=UNKNOWN,  # the page does not say when its alert last changed: any version is newer
+                )  # fmt: skip
             continue
         if item.marker.identity is None:
             continue
@@ -103,7 +112,8 @@ def rebuild_states(items: Iterable[ListedIssue], comments_of: CommentsOf, now: d
         if have is not None and have["generation"] < st["generation"]:
             st["previous_issue"] = have["issue_number"]
         out[item.marker.identity] = st
-    # A page's group key is not on GitHub in full; its hash is all the handler needs to find it.
+    for identity, st in members.items():
+        out.setdefault(identity, st)  # an issue of its own wins over a page line
     return out
 
 
