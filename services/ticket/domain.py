@@ -34,6 +34,7 @@ R_RESOLVED, R_SUPPRESSED, R_INACTIVE, R_HUMAN, R_NOT_PLANNED = (
 )
 STORM_PARTITION_KEY = "storm:p"
 SNAPSHOT_MARGIN = timedelta(seconds=2)
+STATUS_LABELS = (render.LABEL_RESOLVED, render.LABEL_SUPPRESSED)
 
 
 @dataclass(frozen=True)
@@ -458,11 +459,14 @@ def _on_ticketed(prev: TicketState, alert: Alert, decision: Decision, enrichment
         purpose.append("enrich:" + ",".join(fps))
     if fresh:
         _remember(st, [fp_entry(e) for e, _ in fresh], policy.max_fingerprints)
-    if update:
-        plan.actions.append(UpdateIssue(st["repository"], num, **update))
+    # The comment goes first and the state-changing PATCH last: if a write fails midway, the
+    # retry sees the issue as it was (plus a comment it will recognise by its key), never a
+    # close of ours that it could take for a human's.
     if parts:
         plan.actions.append(_comment(st, "|".join(purpose), parts, fps))
         st["last_comment_at"] = now
+    if update:
+        plan.actions.append(UpdateIssue(st["repository"], num, **update))
     return plan
 
 
@@ -520,6 +524,7 @@ class Observation:
     body: str | None = None
     title: str | None = None
     closed_at: datetime | None = None
+    closed_by_us: bool = False  # closed by our own login: not a human's decision
 
 
 def _stale(prev: TicketState, obs: Observation, tie_ok: bool) -> bool:
@@ -540,7 +545,7 @@ def observe(prev: TicketState, obs: Observation, tie_ok: bool = True) -> TicketS
         return None
     st = _copy(prev)
     st["gh_updated_at"] = obs.updated_at
-    if obs.state == CLOSED and prev["state"] == OPEN:
+    if obs.state == CLOSED and prev["state"] == OPEN and not obs.closed_by_us:
         _set(st, state=CLOSED, closed_at=obs.updated_at,
                   close_reason=R_NOT_PLANNED if obs.state_reason == "not_planned" else R_HUMAN)  # fmt: skip
     elif obs.state == OPEN and prev["state"] == CLOSED:
@@ -548,7 +553,8 @@ def observe(prev: TicketState, obs: Observation, tie_ok: bool = True) -> TicketS
             st["auto_close"] = False  # a human reopened what we closed: leave closing to them
         _set(st, state=OPEN, close_reason=None, closed_at=None)
     have = {x.lower() for x in obs.labels}
-    gone = [x for x in prev["labels"] if x.lower() not in have]
+    # Our status labels come and go with the alert; only a removed label of ours is a human's say.
+    gone = [x for x in prev["labels"] if x.lower() not in have and x not in STATUS_LABELS]
     if gone:
         st["labels"] = [x for x in prev["labels"] if x.lower() in have]
         st["removed_labels"] = [*prev["removed_labels"], *gone][-100:]
@@ -692,7 +698,7 @@ def observe_page(prev: TicketState, obs: Observation, now: datetime, tie_ok: boo
                 m["shown_resolved"] = shown
                 if st["dirty_since"] is None:
                     st["dirty_since"] = now
-    if obs.state == CLOSED and prev["state"] == OPEN:
+    if obs.state == CLOSED and prev["state"] == OPEN and not obs.closed_by_us:
         _set(st, state=CLOSED, closed_at=obs.updated_at,
                   close_reason=R_NOT_PLANNED if obs.state_reason == "not_planned" else R_HUMAN)  # fmt: skip
     elif obs.state == OPEN and prev["state"] == CLOSED:

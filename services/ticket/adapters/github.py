@@ -95,7 +95,8 @@ def _utc(dt: datetime | None) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def observation_of(issue: Issue) -> Observation:
+def observation_of(issue: Issue, login: str = "") -> Observation:
+    closer = issue.closed_by
     return Observation(
         number=issue.number,
         state=issue.state,
@@ -105,6 +106,7 @@ def observation_of(issue: Issue) -> Observation:
         body=issue.body,
         title=issue.title,
         closed_at=_utc(issue.closed_at) if issue.closed_at else None,
+        closed_by_us=bool(login) and issue.state == "closed" and closer is not None and closer.login == login,
     )
 
 
@@ -306,7 +308,7 @@ class GitHubTracker:
             marker = parse_marker(issue.body)
             if marker is None:  # not ours (our login never opens pull requests, so no PR check)
                 continue
-            yield ListedIssue(repository, marker, observation_of(issue), created)
+            yield ListedIssue(repository, marker, observation_of(issue, self.login), created)
 
     def list_ours(self, repository: str, since: datetime | None, state: str = "all") -> Iterator[ListedIssue]:
         return self._iter_ours(repository, since=since, sort="updated", state=state)
@@ -346,7 +348,7 @@ class GitHubTracker:
             if isinstance(exc.__cause__, GithubException) and exc.__cause__.status in (404, 410):
                 return None
             raise
-        return observation_of(issue)
+        return observation_of(issue, self.login)
 
     def update(self, action: UpdateIssue, current: Observation | None) -> Observation | None:
         """Apply the action's differences from ``current``; the issue as GitHub shows it after
@@ -361,10 +363,8 @@ class GitHubTracker:
         if not fields and not add and not remove:
             return None
         issue = self._repo(action.repository).get_issue(action.number)  # lazy: no request
-        after: Observation | None = None
-        if fields:
-            self._call("edit_issue", lambda: issue.edit(**fields), write=True)
-            after = observation_of(issue)  # edit() loads the response: the whole issue after our write
+        # Labels first, the PATCH (which may close or reopen) last: a failure midway never leaves
+        # a state change of ours that a retry could mistake for a human's.
         for name in remove:
             try:
                 self._call("remove_label", functools.partial(issue.remove_from_labels, name), write=True)
@@ -372,10 +372,11 @@ class GitHubTracker:
                 log.info("label already gone", extra={"label": name, "issue": action.number})
         if add:
             self._call("add_labels", lambda: issue.add_to_labels(*add), write=True)
-        if add or remove:
-            # The label endpoints do not return the issue; read it for GitHub's updated_at.
-            after = self.get(action.repository, action.number)
-        return after
+        if fields:
+            self._call("edit_issue", lambda: issue.edit(**fields), write=True)
+            return observation_of(issue, self.login)  # edit() loaded the response: the issue after our write
+        # The label endpoints do not return the issue; read it for GitHub's updated_at.
+        return self.get(action.repository, action.number)
 
     def suspect(self, repository: str, number: int) -> bool:
         return (repository, number) in self._suspect

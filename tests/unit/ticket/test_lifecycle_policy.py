@@ -22,6 +22,16 @@ def _kinds(plan: Plan) -> list[str]:
     return [type(a).__name__ for a in plan.actions]
 
 
+def _update(plan: Plan) -> UpdateIssue:
+    (u,) = [a for a in plan.actions if isinstance(a, UpdateIssue)]
+    return u
+
+
+def _comment(plan: Plan) -> AddComment:
+    (c,) = [a for a in plan.actions if isinstance(a, AddComment)]
+    return c
+
+
 def test_new_alert_creates_one_issue_with_title_labels_marker_and_assignees() -> None:
     ea = enriched(1, dec=decision(assignees=["octo"], repository="acme/other"))
     plan = domain.on_alert(None, ea, T0, POLICY)
@@ -52,31 +62,30 @@ def test_recurrence_while_open_updates_the_body_and_comments_once_per_window() -
     ea = enriched(1)
     st = _created(ea)
     p1 = domain.on_alert(st, revision(ea, "r2"), T0 + timedelta(hours=1), POLICY)
-    assert _kinds(p1) == ["UpdateIssue", "AddComment"]
-    upd = p1.actions[0]
-    assert isinstance(upd, UpdateIssue) and upd.state is None and "seen **2** times" in str(upd.status)
+    assert _kinds(p1) == ["AddComment", "UpdateIssue"]
+    upd = _update(p1)
+    assert upd.state is None and "seen **2** times" in str(upd.status)
     assert p1.state["occurrences"] == 2  # type: ignore[index]
     p2 = domain.on_alert(p1.state, revision(ea, "r3", minutes=2), T0 + timedelta(hours=2), POLICY)
     assert _kinds(p2) == ["UpdateIssue"], "a second comment inside the window is noise"
     p3 = domain.on_alert(p2.state, revision(ea, "r4", minutes=3), T0 + timedelta(hours=26), POLICY)
-    assert _kinds(p3) == ["UpdateIssue", "AddComment"]
+    assert _kinds(p3) == ["AddComment", "UpdateIssue"]
 
 
 def test_resolved_at_source_comments_and_closes_as_completed() -> None:
     ea = enriched(1)
     st = _created(ea)
     plan = domain.on_alert(st, revision(ea, "r2", status="resolved"), T0, POLICY)
-    assert _kinds(plan) == ["UpdateIssue", "AddComment"]
-    upd = plan.actions[0]
-    assert isinstance(upd, UpdateIssue) and (upd.state, upd.state_reason) == ("closed", "completed")
+    assert _kinds(plan) == ["AddComment", "UpdateIssue"]
+    upd = _update(plan)
+    assert (upd.state, upd.state_reason) == ("closed", "completed")
     assert plan.state["state"] == "closed" and plan.state["close_reason"] == "resolved"  # type: ignore[index]
 
 
 def test_suppressed_at_source_closes_as_not_planned() -> None:
     ea = enriched(1)
     plan = domain.on_alert(_created(ea), revision(ea, "r2", status="suppressed"), T0, POLICY)
-    upd = plan.actions[0]
-    assert isinstance(upd, UpdateIssue) and upd.state_reason == "not_planned"
+    assert _update(plan).state_reason == "not_planned"
 
 
 def test_rule_without_auto_close_labels_instead_of_closing() -> None:
@@ -86,7 +95,7 @@ def test_rule_without_auto_close_labels_instead_of_closing() -> None:
     (upd,) = plan.actions
     assert isinstance(upd, UpdateIssue) and upd.state is None and upd.add_labels == (render.LABEL_RESOLVED,)
     back = domain.on_alert(plan.state, revision(ea, "r3", minutes=2), T0, POLICY)
-    assert isinstance(back.actions[0], UpdateIssue) and back.actions[0].remove_labels == (render.LABEL_RESOLVED,)
+    assert _update(back).remove_labels == (render.LABEL_RESOLVED,)
 
 
 def _closed(ea: dict[str, Any]) -> Any:
@@ -97,10 +106,9 @@ def _closed(ea: dict[str, Any]) -> Any:
 def test_recurrence_after_close_reopens_with_a_comment() -> None:
     ea = enriched(1)
     plan = domain.on_alert(_closed(ea), revision(ea, "r3", minutes=5), T0 + timedelta(days=2), POLICY)
-    assert _kinds(plan) == ["UpdateIssue", "AddComment"]
-    upd = plan.actions[0]
-    assert isinstance(upd, UpdateIssue) and upd.state == "open"
-    assert "Reopened" in plan.actions[1].body  # type: ignore[union-attr]
+    assert _kinds(plan) == ["AddComment", "UpdateIssue"]
+    assert _update(plan).state == "open"
+    assert "Reopened" in _comment(plan).body
 
 
 def test_recurrence_after_the_reopen_window_opens_a_new_issue_linking_the_old() -> None:
@@ -171,9 +179,9 @@ def test_new_enrichment_results_comment_once_and_changes_say_so() -> None:
 def test_comment_keys_are_stable_so_a_retry_finds_its_own_comment() -> None:
     ea = enriched(1)
     st = _created(ea)
-    a = domain.on_alert(st, revision(ea, "r2"), T0 + timedelta(days=2), POLICY).actions[1]
-    b = domain.on_alert(st, revision(ea, "r2"), T0 + timedelta(days=2, minutes=3), POLICY).actions[1]
-    assert isinstance(a, AddComment) and isinstance(b, AddComment) and a.key == b.key
+    a = _comment(domain.on_alert(st, revision(ea, "r2"), T0 + timedelta(days=2), POLICY))
+    b = _comment(domain.on_alert(st, revision(ea, "r2"), T0 + timedelta(days=2, minutes=3), POLICY))
+    assert a.key == b.key
 
 
 def test_first_seen_already_resolved_opens_nothing_but_a_later_activation_does() -> None:
