@@ -216,7 +216,7 @@ def test_shadow_mode_writes_intended_actions_and_never_calls_github(h: Harness, 
     import json
 
     kinds = [json.loads(m.value())["action"] for m in acts]
-    assert kinds[:3] == ["create_issue", "update_issue", "comment"]
+    assert kinds[:3] == ["create_issue", "comment", "update_issue"]
     assert json.loads(acts[0].value())["title"].startswith("[high]")
     assert fake.counters["request:POST"] == 0 and fake.issues(REPO) == []
     assert h.states()["id-00000008"]["state"] == "closed"
