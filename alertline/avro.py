@@ -17,7 +17,7 @@ import io
 import json
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -138,11 +138,15 @@ class Codec(Protocol):
 class SingleObjectCodec:
     """Avro single-object encoding, resolved against the shipped schemas."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, lookup: Callable[[bytes], str | None] | None = None) -> None:
+        """``lookup`` finds writer schemas this build does not ship (a newer producer's), by
+        fingerprint: e.g. from the compacted schemas topic every writer publishes to."""
         directory = directory or schemas_dir()
+        self._lookup = lookup
         current = load_sources(directory)
         if not current:
             raise ConfigError(f"no Avro schemas found in {directory}")
+        self._sources = current
         self._writers: dict[str, Any] = {}
         self._prefix: dict[str, bytes] = {}
         self._by_fp: dict[bytes, _Known] = {}
@@ -165,6 +169,26 @@ class SingleObjectCodec:
         except KeyError:
             raise ConfigError(f"unknown schema {name!r}; known: {sorted(self._writers)}") from None
 
+    def writer_schemas(self) -> dict[str, str]:
+        """fingerprint (hex) -> schema JSON of what this build writes, for publication."""
+        return {self._prefix[n][2:].hex(): json.dumps(self._sources[n], separators=(",", ":")) for n in self._writers}
+
+    def _look_up(self, fp: bytes, name: str) -> _Known | None:
+        if self._lookup is None:
+            return None
+        text = self._lookup(fp)
+        if text is None:
+            return None
+        try:
+            schema = json.loads(text)
+            if fingerprint_of(schema) != fp:
+                raise DecodeError(f"schema published under fingerprint {fp.hex()} does not match it")
+            known = _Known(name, parse_schema(schema, _force=True))
+        except (ValueError, fastavro.schema.SchemaParseException) as exc:
+            raise DecodeError(f"unusable writer schema for fingerprint {fp.hex()}: {exc}") from exc
+        self._by_fp[fp] = known
+        return known
+
     def encode(self, name: str, value: Mapping[str, Any], topic: str = "") -> bytes:
         buf = io.BytesIO()
         buf.write(self._prefix[name])
@@ -176,7 +200,7 @@ class SingleObjectCodec:
         if len(data) < 10 or data[:2] != MAGIC:
             raise DecodeError(f"not Avro single-object encoding (expected C3 01, got {data[:2].hex() or 'empty'})")
         fp = data[2:10]
-        known = self._by_fp.get(fp)
+        known = self._by_fp.get(fp) or self._look_up(fp, name)
         if known is None:
             raise DecodeError(f"unknown writer schema fingerprint {fp[::-1].hex()} for {name!r}")
         buf = io.BytesIO(data)

@@ -103,6 +103,9 @@ def run(service: str) -> None:
 
 
 def main() -> None:
+    from alertline.replay_cli import replay
+
+    cli.add_command(replay)
     for name in COMMAND_MODULES:
         try:
             found = importlib.util.find_spec(name) is not None

@@ -12,7 +12,12 @@ import socket
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class KafkaSettings(BaseModel):
@@ -54,6 +59,9 @@ class RuntimeSettings(BaseModel):
     instance_id: str = Field(
         default_factory=socket.gethostname, description="Stable per replica; names the transactional id."
     )
+    static_membership: bool = Field(
+        False, description="Use instance_id as group.instance.id; only with stable pod names (StatefulSet)."
+    )
     session_timeout_ms: int = Field(30000, ge=6000, description="How long a silent replica keeps its partitions.")
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -64,10 +72,23 @@ class BaseServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ALERTLINE_",
         env_nested_delimiter="__",
+        # A mounted Secret's keys are file names like ALERTLINE_KAFKA__SASL_PASSWORD.
         secrets_dir=os.environ.get("ALERTLINE_SECRETS_DIR") or None,
+        secrets_nested_delimiter="__",
         frozen=True,
         extra="ignore",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, NestedSecretsSettingsSource(file_secret_settings)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ TOPICS: dict[str, TopicSpec] = {
         "tickets.events.v1", description="Human changes on GitHub and storm-group members for ticket; co-partitioned."
     ),
     "enrich.state": TopicSpec("enrich.state.v1", compact=True, description="Last exposure result per identity."),
+    "schemas": TopicSpec("schemas.v1", compact=True, description="Writer schemas by fingerprint."),
     "lookups": TopicSpec("lookups.v1", compact=True, description="Lookup-table rows for evaluate."),
     "ingest.dlq": TopicSpec("ingest.dlq.v1", description="Dead letters of ingest."),
     "evaluate.dlq": TopicSpec("evaluate.dlq.v1", description="Dead letters of evaluate."),
@@ -37,3 +38,7 @@ def topic(prefix: str, name: str) -> str:
 
 def group(prefix: str, service: str) -> str:
     return f"{prefix}{service}"
+
+
+# The input topic of each consuming service (its consumer group is ``group(prefix, service)``).
+SERVICE_INPUTS: dict[str, str] = {"evaluate": "alerts", "enrich": "evaluated", "ticket": "enriched"}

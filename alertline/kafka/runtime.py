@@ -58,6 +58,10 @@ class Stage:
     state_schema: str | None = None
     tick: Callable[[Context], Iterable[Output]] | None = None
     tick_interval_s: float = 60.0
+    # Called with the decoded records of a whole batch before any handler runs (outside the
+    # transaction), so a stage can do slow I/O for the batch concurrently; the handler then
+    # reads the results. Advisory: records it cannot see still reach the handler.
+    prepare: Callable[[Sequence[Record]], None] | None = None
 
 
 class Metrics:
@@ -125,6 +129,8 @@ class Runner:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.http: HttpServer | None = None
+        self._latency = self.metrics.latency.labels(stage.service)
+        self._produced: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self, *_: object) -> None:
@@ -186,8 +192,6 @@ class Runner:
     def _new_consumer(self) -> Consumer:
         conf = self.kafka.client_config() | {
             "group.id": self.stage.group_id,
-            # Static membership: a restarted replica takes its partitions back without a rebalance.
-            "group.instance.id": f"{self.stage.group_id}-{self.rt.instance_id}",
             "session.timeout.ms": self.rt.session_timeout_ms,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -197,6 +201,9 @@ class Runner:
             "stats_cb": self._on_stats,
             "max.poll.interval.ms": 600000,
         }
+        if self.rt.static_membership:
+            # A restarted replica with the same stable id takes its partitions back without a rebalance.
+            conf["group.instance.id"] = f"{self.stage.group_id}-{self.rt.instance_id}"
         return Consumer(conf)
 
     def _retry_forever(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -283,9 +290,10 @@ class Runner:
     def _run_batch(self, msgs: list[Message]) -> None:
         assert self._consumer is not None and self._producer is not None
         batch = _Batch()
+        decoded = self._prepare(msgs) if self.stage.prepare is not None else {}
         try:
             self._producer.begin_transaction()
-            self._process(msgs, batch)
+            self._process(msgs, batch, decoded)
             if batch.next:
                 offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
                 self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 30)
@@ -299,9 +307,38 @@ class Runner:
         for tp, (offset, delay) in batch.blocked.items():
             self._pause(tp, offset, delay)
 
-    def _process(self, msgs: list[Message], batch: _Batch) -> None:
+    def _prepare(self, msgs: list[Message]) -> dict[tuple[str, int, int], Any]:
+        """Decode the batch once and hand it to ``stage.prepare``; undecodable records are left
+        to the per-record path, which dead-letters them with their cause."""
+        assert self.stage.prepare is not None
+        decoded: dict[tuple[str, int, int], Any] = {}
+        records: list[Record] = []
+        for m in msgs:
+            if m.error() is not None:
+                continue
+            topic, part, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+            value = m.value()
+            if self.stage.input_schema is not None:
+                if value is None:
+                    continue
+                try:
+                    value = self.codec.decode(self.stage.input_schema, value, topic)
+                except Exception:  # noqa: BLE001, S112 - dead-lettered with its cause in _process
+                    continue
+                decoded[(topic, part, offset)] = value
+            records.append(Record(topic, part, offset, m.key(), value, _headers(m), m.timestamp()[1]))
+        try:
+            self.stage.prepare(records)
+        except Exception:
+            log.exception("prepare failed; handlers run without it", extra={"records": len(records)})
+        return decoded
+
+    def _process(
+        self, msgs: list[Message], batch: _Batch, decoded: dict[tuple[str, int, int], Any] | None = None
+    ) -> None:
         svc = self.stage.service
         counts: dict[str, int] = defaultdict(int)
+        observe = self._latency.observe
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -324,7 +361,8 @@ class Runner:
                 if self.stage.input_schema is not None:
                     if value is None:
                         raise BadInput("empty record value")
-                    value = self.codec.decode(self.stage.input_schema, value, topic)
+                    pre = decoded.get((topic, part, offset)) if decoded else None
+                    value = pre if pre is not None else self.codec.decode(self.stage.input_schema, value, topic)
                 rec = Record(topic, part, offset, m.key(), value, _headers(m), m.timestamp()[1])
                 outs = list(self.stage.handler(rec, ctx))
             except Transient as exc:
@@ -347,10 +385,13 @@ class Runner:
                 self._produce(o)
             batch.outputs += len(outs)
             batch.next[tp] = offset + 1
-            self.metrics.latency.labels(svc).observe(time.perf_counter() - t0)
+            observe(time.perf_counter() - t0)
+        self._write_state()
         for topic, n in counts.items():
             self.metrics.consumed.labels(svc, topic).inc(n)
-        self._write_state()
+        for topic, n in self._produced.items():
+            self.metrics.produced.labels(svc, topic).inc(n)
+        self._produced.clear()
 
     def _write_state(self) -> None:
         if not self.stage.state_topic:
@@ -380,7 +421,7 @@ class Runner:
                 break
             except BufferError:
                 self._producer.poll(0.1)
-        self.metrics.produced.labels(self.stage.service, o.topic).inc()
+        self._produced[o.topic] = self._produced.get(o.topic, 0) + 1
 
     def _dead_letter(self, m: Message, exc: BaseException) -> None:
         cls = f"{type(exc).__module__}.{type(exc).__qualname__}"

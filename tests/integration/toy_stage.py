@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable
 
 from alertline import logs
@@ -21,7 +22,11 @@ from alertline.stage import Context, Output, Record
 def main() -> None:
     src, dst, dlq, group, instance = sys.argv[1:6]
 
+    pause = float(os.environ.get("SLEEP_MS", "0")) / 1000
+
     def handle(rec: Record, ctx: Context) -> Iterable[Output]:
+        if pause:
+            time.sleep(pause)  # keeps the stage busy long enough for kills to land mid-stream
         alert = rec.value
         if alert["title"] == "poison":
             raise BadInput("poison title")
@@ -34,7 +39,11 @@ def main() -> None:
         stage,
         KafkaSettings(bootstrap=os.environ["KAFKA_BOOTSTRAP"], transaction_timeout_ms=10000),
         RuntimeSettings(
-            instance_id=instance, http_port=0, batch_size=int(os.environ.get("BATCH", "500")), session_timeout_ms=6000
+            instance_id=instance,
+            http_port=0,
+            batch_size=int(os.environ.get("BATCH", "500")),
+            session_timeout_ms=6000,
+            static_membership=os.environ.get("STATIC", "1") == "1",
         ),
         SingleObjectCodec(),
     ).run()

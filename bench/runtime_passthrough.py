@@ -1,0 +1,137 @@
+"""Runtime overhead vs the raw client ceiling, on the same broker in one run.
+
+(a) raw confluent-kafka consume -> produce of the same bytes (the ceiling on this machine);
+(b) the Alertline runtime: Avro decode, a no-op handler, Avro encode, transactional commit;
+(c) the runtime moving bytes (no codec), to separate the runtime's own cost from Avro's.
+Rates are steady-state: timed from the first record seen downstream to the last.
+Prints the rates and the ratio b/a (goal: >= 0.5).
+
+usage: KAFKA_BOOTSTRAP=127.0.0.1:19092 .venv/bin/python bench/runtime_passthrough.py [N]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from alertline.avro import SingleObjectCodec
+from alertline.kafka.admin import create
+from alertline.kafka.runtime import Runner, Stage
+from alertline.settings import KafkaSettings, RuntimeSettings
+from alertline.stage import Context, Output, Record
+from alertline.testing.samples import alert
+
+BOOT = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+PARTS = 3
+
+
+def end_offset(c: Consumer, topic: str) -> int:
+    return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTS))
+
+
+def steady_rate(topic: str, n: int, start: Callable[[], None]) -> float:
+    """Start the work, then time it from the first record downstream to the n-th."""
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "bench-offsets", "isolation.level": "read_committed"})
+    start()
+    first_at, first_n = 0.0, 0
+    while True:
+        done = end_offset(c, topic)
+        now = time.perf_counter()
+        if done and not first_at:
+            first_at, first_n = now, done
+        if done >= n:
+            c.close()
+            return (n - first_n) / (now - first_at) if now > first_at else float("nan")
+        time.sleep(0.02)
+
+
+def raw_passthrough(src: str, dst: str, n: int, run: str) -> None:
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": f"bench-raw-{run}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})  # fmt: skip
+    out = Producer({"bootstrap.servers": BOOT, "linger.ms": 5, "compression.type": "lz4"})
+    c.subscribe([src])
+    seen = 0
+    while seen < n:
+        msgs = c.consume(500, 0.5)
+        for m in msgs:
+            if m.error():
+                continue
+            while True:
+                try:
+                    out.produce(dst, m.value(), m.key())
+                    break
+                except BufferError:
+                    out.poll(0.05)
+            seen += 1
+        if msgs:
+            c.commit(asynchronous=True)
+    out.flush()
+    c.close()
+
+
+def runtime(src: str, dst: str, dlq: str, run: str, schema: str | None) -> Runner:
+    def noop(rec: Record, ctx: Context) -> Iterable[Output]:
+        yield Output(dst, rec.value, key=rec.key, schema=schema)
+
+    stage = Stage("bench", f"bench-{dst}", [src], schema, noop, dlq)
+    settings = RuntimeSettings(http_port=0, instance_id=run, batch_size=2000)
+    return Runner(stage, KafkaSettings(bootstrap=BOOT), settings, SingleObjectCodec())
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    run = uuid.uuid4().hex[:8]
+    src, raw_out, rt_out, bytes_out, dlq = (f"bench-{run}-{x}" for x in ("src", "raw", "rt", "bytes", "dlq"))
+    create(
+        AdminClient({"bootstrap.servers": BOOT}),
+        [NewTopic(t, PARTS, 1) for t in (src, raw_out, rt_out, bytes_out, dlq)],
+    )
+    codec = SingleObjectCodec()
+    p = Producer(
+        {"bootstrap.servers": BOOT, "linger.ms": 20, "compression.type": "lz4", "partitioner": "murmur2_random"}
+    )
+    payloads = [(codec.encode("alert", alert(i)), f"id-{i:08d}".encode()) for i in range(1000)]
+    for i in range(n):
+        v, k = payloads[i % 1000]
+        while True:
+            try:
+                p.produce(src, v, k)
+                break
+            except BufferError:
+                p.poll(0.1)
+    p.flush()
+    print(f"records: {n}, {len(payloads[0][0])} bytes each (Avro alert), {PARTS} partitions")
+
+    threads: list[threading.Thread] = []
+
+    def bg(target: Callable[[], None]) -> Callable[[], None]:
+        def start() -> None:
+            t = threading.Thread(target=target, daemon=True)
+            threads.append(t)
+            t.start()
+
+        return start
+
+    raw = steady_rate(raw_out, n, bg(lambda: raw_passthrough(src, raw_out, n, run)))
+    rates = {}
+    for name, dst, schema in (("avro", rt_out, "alert"), ("bytes", bytes_out, None)):
+        r = runtime(src, dst, dlq, run + name, schema)
+        rates[name] = steady_rate(dst, n, bg(lambda r=r: r.run(install_signals=False)))  # type: ignore[misc]
+        r.stop()
+    for t in threads:
+        t.join(30)
+    print(f"(a) raw consume->produce ceiling:        {raw:10,.0f} records/s")
+    print(f"(b) runtime, Avro decode/encode + txn:   {rates['avro']:10,.0f} records/s")
+    print(f"(c) runtime, bytes only + txn:           {rates['bytes']:10,.0f} records/s")
+    print(f"ratio b/a: {rates['avro'] / raw:.2f} (goal >= 0.5); c/a: {rates['bytes'] / raw:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Who is behind a security group: its network interfaces and their public addresses (boto3)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+_SG = re.compile(r"(sg-[0-9a-f]{8,17})\b")
+_ARN = re.compile(r"^arn:aws[\w-]*:ec2:(?P<region>[\w-]*):(?P<account>\d*):security-group/(?P<id>sg-[0-9a-f]+)$")
+
+
+class ResolveError(Exception):
+    """The cloud API could not tell us who uses a group (denied, unreachable, throttled)."""
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    group_id: str
+    region: str | None
+    account: str | None
+
+
+@dataclass(frozen=True)
+class Host:
+    """One address behind a group, with where it came from."""
+
+    address: str
+    context: tuple[tuple[str, str], ...]
+
+
+def group_ref(resource_type: str, resource_id: str, region: str | None, account: str | None) -> GroupRef | None:
+    """A security group reference from an alert resource (id, ARN or type), else None."""
+    m = _ARN.match(resource_id)
+    if m:
+        return GroupRef(m["id"], m["region"] or region, m["account"] or account)
+    if resource_type == "AwsEc2SecurityGroup" or resource_id.startswith("sg-"):
+        sg = _SG.search(resource_id)
+        if sg:
+            return GroupRef(sg.group(1), region, account)
+    return None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    group: GroupRef
+    hosts: list[Host]
+    interfaces: int
+
+
+@dataclass(frozen=True)
+class Ec2Config:
+    endpoint_url: str | None = None
+    default_region: str = "us-east-1"
+    role_arn_template: str | None = None  # e.g. arn:aws:iam::{account}:role/alertline-enrich
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    max_interfaces: int = 200
+
+
+class Ec2Resolver:
+    def __init__(self, cfg: Ec2Config, session: boto3.session.Session | None = None) -> None:
+        self.cfg = cfg
+        self._session = session or boto3.session.Session()
+        self._botocfg = Config(
+            connect_timeout=cfg.connect_timeout_s, read_timeout=cfg.read_timeout_s, retries={"max_attempts": 3}
+        )
+        self._lock = threading.Lock()
+        self._creds: dict[str, tuple[float, dict[str, str]]] = {}
+
+    def _credentials(self, account: str | None) -> dict[str, str]:
+        if not self.cfg.role_arn_template or not account:
+            return {}
+        with self._lock:
+            hit = self._creds.get(account)
+            if hit and hit[0] > time.monotonic():
+                return hit[1]
+        sts = self._session.client("sts", endpoint_url=self.cfg.endpoint_url, config=self._botocfg)
+        arn = self.cfg.role_arn_template.format(account=account)
+        c = sts.assume_role(RoleArn=arn, RoleSessionName="alertline-enrich", DurationSeconds=3600)["Credentials"]
+        creds = {
+            "aws_access_key_id": c["AccessKeyId"],
+            "aws_secret_access_key": c["SecretAccessKey"],
+            "aws_session_token": c["SessionToken"],
+        }
+        with self._lock:
+            self._creds[account] = (time.monotonic() + 3000, creds)
+        return creds
+
+    def resolve(self, ref: GroupRef) -> Resolution:
+        """Public addresses of every network interface using the group (instances, load balancers, ...)."""
+        region = ref.region or self.cfg.default_region
+        try:
+            ec2 = self._session.client(
+                "ec2",
+                region_name=region,
+                endpoint_url=self.cfg.endpoint_url,
+                config=self._botocfg,
+                **self._credentials(ref.account),
+            )
+            pages = ec2.get_paginator("describe_network_interfaces").paginate(
+                Filters=[{"Name": "group-id", "Values": [ref.group_id]}]
+            )
+            enis: list[dict[str, Any]] = []
+            for page in pages:
+                enis.extend(page.get("NetworkInterfaces", []))
+                if len(enis) >= self.cfg.max_interfaces:
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            raise ResolveError(f"describe_network_interfaces for {ref.group_id} in {region}: {exc}") from exc
+        out: dict[str, Host] = {}
+        for eni in enis:
+            ctx = [("security_group", ref.group_id), ("network_interface", eni.get("NetworkInterfaceId", ""))]
+            instance = (eni.get("Attachment") or {}).get("InstanceId")
+            if instance:
+                ctx.append(("instance", instance))
+            if eni.get("InterfaceType") and eni["InterfaceType"] != "interface":
+                ctx.append(("interface_type", eni["InterfaceType"]))
+            addrs = [(eni.get("Association") or {}).get("PublicIp")]
+            addrs += [(p.get("Association") or {}).get("PublicIp") for p in eni.get("PrivateIpAddresses", [])]
+            addrs += [v6.get("Ipv6Address") for v6 in eni.get("Ipv6Addresses", [])]
+            for a in addrs:
+                if a and a not in out:
+                    out[a] = Host(a, tuple(ctx))
+        return Resolution(ref, list(out.values()), len(enis))

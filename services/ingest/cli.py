@@ -1,0 +1,73 @@
+"""``alertline normalize`` (normalizers). Transport commands register next to it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    register_normalize(cli)
+
+
+# ---------------------------------------------------------------- normalizers: alertline normalize
+def register_normalize(cli: click.Group) -> None:
+    @cli.command("normalize")
+    @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+    @click.option(
+        "--received-at",
+        type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%SZ"]),
+        default=None,
+        help="Receipt time to normalize against (ISO-8601 UTC, e.g. 2026-11-23T11:00:00Z); default: now.",
+    )
+    def normalize_cmd(paths: tuple[Path, ...], received_at: datetime | None) -> None:
+        """Normalize files, each one delivery as a transport hands it; no Kafka, no cloud.
+
+        Prints one JSON object per alert on stdout. A file (or a finding in it) that cannot
+        be accepted gets one line on stderr naming it and the reason; the other files still
+        go through, and the exit code is 1.
+        """
+        ok = normalize_files(paths, received_at=received_at)
+        if not ok:
+            sys.exit(1)
+
+
+def normalize_files(paths: tuple[Path, ...] | list[Path], *, received_at: datetime | None = None) -> bool:
+    """The body of ``alertline normalize``; True when every file and finding was accepted."""
+    from datetime import UTC
+
+    from alertline.clock import utcnow
+    from alertline.errors import NormalizeError
+    from services.ingest.normalize import RawLocation, normalize
+    from services.ingest.normalize.view import summary
+
+    if received_at is not None and received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
+    ok = True
+    out = click.get_text_stream("stdout")
+    for path in paths:
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            click.echo(f"{path}: cannot read: {exc.strerror or exc}", err=True)
+            ok = False
+            continue
+        raw = RawLocation(f"file://{path.resolve()}", hashlib.sha256(body).hexdigest())
+        try:
+            result = normalize(body, raw=raw, received_at=received_at or utcnow())
+        except NormalizeError as exc:
+            click.echo(f"{path}: {exc}", err=True)
+            ok = False
+            continue
+        for alert in result.alerts:
+            out.write(json.dumps(summary(alert), ensure_ascii=False) + "\n")
+        for err in result.errors:
+            click.echo(f"{path}: finding {err.index}: {err.message}", err=True)
+            ok = False
+    out.flush()
+    return ok
