@@ -60,17 +60,15 @@ def preview_alert(
     }
 
 
-def preview_file(path: str, body: bytes, hint: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Normalize one raw delivery (any shape ``alertline normalize`` accepts) and preview each alert."""
+def preview_file(path: str, body: bytes, received_at: datetime | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Normalize one raw delivery (any shape ``alertline normalize`` accepts) and preview each
+    alert in it; also the lines to report for findings that could not be normalized."""
     from services.ingest.normalize import RawLocation, normalize
 
-    uri = "stdin://" if path == "-" else Path(path).resolve().as_uri()
-    raw = RawLocation(uri=uri, sha256=hashlib.sha256(body).hexdigest())
-    try:
-        result = normalize(body, raw=raw, received_at=datetime.now(UTC), hint=hint)
-    except NotImplementedError as exc:
-        raise click.ClickException(f"the normalizer is not available in this build: {exc}") from exc
-    errors = [f"{path}: finding {e.index}: {e.error_class}: {e.message}" for e in result.errors]
+    uri = "stdin://-" if path == "-" else f"file://{Path(path).resolve()}"
+    raw = RawLocation(uri, hashlib.sha256(body).hexdigest())
+    result = normalize(body, raw=raw, received_at=received_at or utcnow())
+    errors = [f"{path}: finding {e.index}: {e.message}" for e in result.errors]
     return [preview_alert(a) for a in result.alerts], errors
 
 
@@ -175,28 +173,40 @@ def register(cli: click.Group) -> None:
 
     @tickets.command("preview")
     @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
-    @click.option("--hint", default=None, help="Source shape hint, as for `alertline normalize`.")
-    def preview(paths: tuple[str, ...], hint: str | None) -> None:
+    @click.option(
+        "--received-at",
+        type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%SZ"]),
+        default=None,
+        help="Receipt time to normalize against (ISO-8601 UTC); default: now.",
+    )
+    def preview(paths: tuple[str, ...], received_at: datetime | None) -> None:
         """Print the title, labels and body each alert in raw delivery files would get, as JSON
-        lines {title, labels, body}. Needs neither Kafka nor GitHub; uses no rules (priority from
-        severity)."""
+        lines {title, labels, body}. Needs neither Kafka nor GitHub. Uses no rules: priority
+        comes from severity, and no rule labels or routing apply. A file or finding that
+        cannot be read gets a line on stderr and the exit code is 1."""
+        if received_at is not None and received_at.tzinfo is None:
+            received_at = received_at.replace(tzinfo=UTC)
         failed = False
+        out = click.get_text_stream("stdout")
         for path in paths:
             try:
                 body = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
             except OSError as exc:
-                raise click.ClickException(f"{path}: {exc}") from exc
+                click.echo(f"{path}: cannot read: {exc.strerror or exc}", err=True)
+                failed = True
+                continue
             try:
-                previews, errors = preview_file(path, body, hint)
+                previews, errors = preview_file(path, body, received_at)
             except AlertlineError as exc:
-                click.echo(f"{path}: {type(exc).__name__}: {exc}", err=True)
+                click.echo(f"{path}: {exc}", err=True)
                 failed = True
                 continue
             for p in previews:
-                click.echo(json.dumps(p, ensure_ascii=False))
+                out.write(json.dumps(p, ensure_ascii=False) + "\n")
             for e in errors:
                 click.echo(e, err=True)
                 failed = True
+        out.flush()
         if failed:
             sys.exit(1)
 
