@@ -35,15 +35,14 @@ import collections
 import hashlib
 import hmac
 import html
+import http.client
 import itertools
 import json
 import math
 import re
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -953,27 +952,22 @@ class FakeGitHub:
 
     def _send(self, d: Delivery) -> None:
         sig = "sha256=" + hmac.new(d.secret.encode(), d.payload, hashlib.sha256).hexdigest()
-        req = urllib.request.Request(  # noqa: S310 - loopback hook URL set by the test or demo
-            d.url,
-            data=d.payload,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "GitHub-Hookshot/fake",
-                "X-GitHub-Event": d.event,
-                "X-GitHub-Delivery": d.id,
-                "X-Hub-Signature-256": sig,
-                "X-GitHub-Hook-ID": "1",
-            },
-        )
+        url = urllib.parse.urlsplit(d.url)
+        headers = {  # GitHub's own casing (http.client keeps it; urllib would not)
+            "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/fake", "X-GitHub-Event": d.event,
+            "X-GitHub-Delivery": d.id, "X-Hub-Signature-256": sig, "X-GitHub-Hook-ID": "1",
+        }  # fmt: skip
         d.attempts += 1
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=10)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback hook URL
-                d.status, d.error = resp.status, None
-        except urllib.error.HTTPError as e:
-            d.status, d.error = e.code, e.reason
+            conn.request("POST", url.path or "/", body=d.payload, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            d.status, d.error = resp.status, None if resp.status < 300 else resp.reason
         except OSError as e:
             d.status, d.error = None, str(e)
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ control API
     def _control(self, method: str, path: str, query: dict[str, str], raw: bytes) -> tuple[int, Any]:
