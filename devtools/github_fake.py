@@ -79,6 +79,18 @@ class User:
 
 
 @dataclass
+class App:
+    """A GitHub App: JWTs signed with its private key buy installation tokens for its bot user."""
+
+    id: int
+    slug: str
+    public_key: str
+    installation_id: int
+    bot: User
+    token_ttl_s: float = 3600.0
+
+
+@dataclass
 class Label:
     id: int
     name: str
@@ -204,6 +216,8 @@ class FakeGitHub:
         self._ids = itertools.count(1000)
         self.users: dict[str, User] = {}
         self.repos: dict[str, Repo] = {}
+        self.apps: dict[int, App] = {}
+        self._token_expiry: dict[str, float] = {}  # installation token -> expiry (clock)
         self.bot = self.add_user(bot_login, bot_token, type="Bot")
         self.human = self.add_user(human_login, human_token)
         for r in repos:
@@ -233,6 +247,17 @@ class FakeGitHub:
             u = User(login, next(self._ids), token, type)
             self.users[token] = u
             return u
+
+    def add_app(
+        self, app_id: int, public_key_pem: str, slug: str = "alertline", installation_id: int = 1,
+        token_ttl_s: float = 3600.0,
+    ) -> App:  # fmt: skip
+        """Register a GitHub App; its installation tokens act as the user ``<slug>[bot]``."""
+        with self._lock:
+            bot = User(f"{slug}[bot]", next(self._ids), "", "Bot")
+            app = App(app_id, slug, public_key_pem, installation_id, bot, token_ttl_s)
+            self.apps[app_id] = app
+            return app
 
     def add_repo(self, full_name: str, collaborators: tuple[str, ...] = ()) -> Repo:
         with self._lock:
@@ -441,6 +466,8 @@ class FakeGitHub:
             time.sleep(delay)
         with self._lock:
             self.counters[f"request:{method}"] += 1
+            if path == "/app" or path.startswith("/app/"):
+                return self._app_route(method, path, authorization)
             user = self._auth(authorization)
             headers = self._rate_headers(user, consume=path != "/rate_limit")
             q = self._quota_for(user)
@@ -485,10 +512,48 @@ class FakeGitHub:
         if not authorization:
             raise _err(401, "Requires authentication")
         scheme, _, token = authorization.partition(" ")
-        user = self.users.get(token.strip()) if scheme.lower() in ("token", "bearer") else None
+        token = token.strip()
+        user = self.users.get(token) if scheme.lower() in ("token", "bearer") else None
         if user is None:
             raise _err(401, "Bad credentials")
+        expiry = self._token_expiry.get(token)
+        if expiry is not None and self._clock() >= expiry:
+            raise _err(401, "Bad credentials")
         return user
+
+    def _app_of_jwt(self, authorization: str | None) -> App:
+        import jwt  # PyJWT, as GitHub verifies an App's JWT with the App's public key
+
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise _err(401, "A JSON web token could not be decoded")
+        try:
+            iss = jwt.decode(token, options={"verify_signature": False})["iss"]
+            app = self.apps[int(iss)]
+            jwt.decode(token, app.public_key, algorithms=["RS256"], options={"verify_iat": False})
+        except (jwt.PyJWTError, KeyError, ValueError) as exc:
+            raise _err(401, f"A JSON web token could not be decoded ({type(exc).__name__})") from exc
+        return app
+
+    def _app_route(self, method: str, path: str, authorization: str | None) -> tuple[int, Any, dict[str, str]]:
+        app = self._app_of_jwt(authorization)
+        if path == "/app" and method == "GET":
+            return 200, {"id": app.id, "slug": app.slug, "name": app.slug, "node_id": f"A_{app.id}",
+                         "owner": {"login": "acme", "id": 1, "type": "Organization"},
+                         "permissions": {"issues": "write", "metadata": "read"}, "events": ["issues"]}, {}  # fmt: skip
+        m = re.fullmatch(r"/app/installations/(\d+)/access_tokens", path)
+        if m and method == "POST":
+            if int(m.group(1)) != app.installation_id:
+                raise _err(404, "Not Found")
+            token = "ghs_" + uuid.uuid4().hex
+            expires = self._clock() + app.token_ttl_s
+            self.users[token] = app.bot
+            self._token_expiry[token] = expires
+            self.counters["app:tokens"] += 1
+            body = {"token": token, "expires_at": _iso(datetime.fromtimestamp(expires, UTC)),
+                    "permissions": {"issues": "write", "metadata": "read"}, "repository_selection": "all"}  # fmt: skip
+            return 201, body, {}
+        raise _err(404, "Not Found")
 
     def _quota_for(self, user: User) -> Quota:
         q = self._quota.get(user.login)

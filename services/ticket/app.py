@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from confluent_kafka import Consumer, KafkaException
+from github import Github
 from prometheus_client import CollectorRegistry
 
 from alertline import logs
@@ -20,13 +21,13 @@ from alertline.kafka.publisher import Publisher
 from alertline.kafka.runtime import Runner, Stage
 from alertline.stage import Output
 from alertline.topics import group, topic
-from services.ticket.adapters.github import GitHubMetrics, GitHubTracker, discover_login, make_github
+from services.ticket.adapters.github import GitHubMetrics, GitHubTracker, app_login, discover_login, make_github
 from services.ticket.adapters.shadow import ShadowTracker
 from services.ticket.humans import Reconciler, Webhook
 from services.ticket.limiter import WriteLimiter
 from services.ticket.ports import Tracker
 from services.ticket.service import TicketService, Topics
-from services.ticket.settings import TicketSettings
+from services.ticket.settings import GitHubSettings, TicketSettings
 
 log = logging.getLogger("alertline.ticket")
 SERVICE = "ticket"
@@ -43,20 +44,43 @@ def codec_of(settings: TicketSettings) -> Codec:
     return make_codec(k.schema_registry_url, auth)
 
 
-def github_login(settings: TicketSettings, gh: object, stop: threading.Event) -> str:
-    """Our login, asked from GitHub until it answers (the service cannot tell its issues without it)."""
-    from github import Github
+def github_client(gs: GitHubSettings) -> Github:
+    """A client as the App's installation when an App is configured, else with the token."""
+    gs.check_credentials()
+    if gs.uses_app():
+        assert gs.app_id is not None and gs.installation_id is not None
+        key = gs.private_key_value()
+        assert key is not None
+        return make_github(gs.api_url, timeout=gs.timeout_s, per_page=gs.per_page,
+                           app=(gs.app_id, key, gs.installation_id))  # fmt: skip
+    return make_github(gs.api_url, gs.token_value(), gs.timeout_s, gs.per_page)
 
-    if settings.github.login:
-        return settings.github.login
-    assert isinstance(gh, Github)
+
+def login_of(gs: GitHubSettings, gh: Github) -> str:
+    """The login our issues are created by (``<slug>[bot]`` for an App); may raise Transient."""
+    if gs.login:
+        return gs.login
+    if gs.uses_app():
+        assert gs.app_id is not None
+        key = gs.private_key_value()
+        assert key is not None
+        return app_login(gs.api_url, gs.app_id, key, gs.timeout_s)
+    return discover_login(gh)
+
+
+def wait_for_login(gs: GitHubSettings, gh: Github, stop: threading.Event) -> str:
+    """Our login, asked from GitHub until it answers (we cannot tell our issues without it)."""
     while True:
         try:
-            return discover_login(gh)
+            return login_of(gs, gh)
         except Transient as exc:
             log.warning("waiting for GitHub", extra={"error": str(exc)})
             if stop.wait(exc.retry_after or 10):
                 raise ConfigError("stopped before GitHub answered") from exc
+
+
+def limiter_of(gs: GitHubSettings) -> WriteLimiter:
+    return WriteLimiter([(gs.writes_per_minute, gs.minute_window_s), (gs.writes_per_hour, gs.hour_window_s)])
 
 
 class LockedPublisher:
@@ -118,38 +142,32 @@ class App:
         self.runner.stop()
 
 
-def build(
-    settings: TicketSettings,
-    registry: CollectorRegistry | None = None,
-    clock: Clock = utcnow,
-) -> App:
+def build(settings: TicketSettings, registry: CollectorRegistry | None = None, clock: Clock = utcnow) -> App:
     registry = registry or CollectorRegistry()
-    gs = settings.github
-    if not gs.default_repository:
-        raise ConfigError("set ALERTLINE_GITHUB__DEFAULT_REPOSITORY (owner/name)")
+    gs, opts = settings.github, settings.ticket
+    if not (gs.repository or gs.repository_override):
+        raise ConfigError("set ALERTLINE_GITHUB__REPOSITORY (owner/name)")
     t = topics_of(settings)
     codec = codec_of(settings)
     prefix = settings.kafka.topic_prefix
-    policy = settings.policy.to_policy(gs.default_repository)
+    policy = opts.to_policy(gs.repository or gs.repository_override or "", gs.repository_override)
     stop = threading.Event()
     tracker: Tracker
     reconcile_tracker: GitHubTracker | None = None
     login = ""
-    if settings.shadow:
+    if opts.shadow:
         tracker = ShadowTracker(clock)
         log.warning("shadow mode: intended GitHub actions go to %s and the log", t.actions)
     else:
-        token = gs.token_value()
-        gh = make_github(gs.base_url, token, gs.timeout_s, gs.per_page)
-        login = github_login(settings, gh, stop)
-        limiter = WriteLimiter([(gs.writes_per_minute, gs.minute_window_s), (gs.writes_per_hour, gs.hour_window_s)])
+        gh = github_client(gs)
+        login = wait_for_login(gs, gh, stop)
+        limiter = limiter_of(gs)
         metrics = GitHubMetrics(registry)
-        margin = timedelta(seconds=settings.adopt_margin_s)
+        margin = timedelta(seconds=opts.adopt_margin_s)
         tracker = GitHubTracker(gh, login, limiter, metrics, clock=clock, overlap=min(margin, timedelta(minutes=2)))
         # The reconcile thread gets its own client (PyGithub objects are not shared across threads).
-        reconcile_tracker = GitHubTracker(make_github(gs.base_url, token, gs.timeout_s, gs.per_page), login, limiter,
-                                          metrics, clock=clock)  # fmt: skip
-    service = TicketService(policy, tracker, codec, t, registry, margin=timedelta(seconds=settings.adopt_margin_s))
+        reconcile_tracker = GitHubTracker(github_client(gs), login, limiter, metrics, clock=clock)
+    service = TicketService(policy, tracker, codec, t, registry, margin=timedelta(seconds=opts.adopt_margin_s))
     stage = Stage(
         service=SERVICE,
         group_id=group(prefix, SERVICE),
@@ -160,22 +178,22 @@ def build(
         state_topic=topic(prefix, "tickets.state"),
         state_schema="ticket_state",
         tick=service.tick,
-        tick_interval_s=settings.tick_interval_s,
+        tick_interval_s=opts.tick_interval_s,
     )
     publisher = LockedPublisher(
         Publisher(settings.kafka, codec, transactional_id=f"{stage.group_id}-{settings.runtime.instance_id}-events")
     )
     routes: dict[tuple[str, str], Route] = {}
-    if settings.webhook_secret is not None and not settings.shadow:
-        routes[("POST", settings.webhook_path)] = Webhook(
-            settings.webhook_secret.get_secret_value().encode(), login, t.events, publisher, registry
+    if gs.webhook_secret is not None and not opts.shadow:
+        routes[("POST", opts.webhook_path)] = Webhook(
+            gs.webhook_secret.get_secret_value().encode(), login, t.events, publisher, registry
         )
-    elif not settings.shadow:
+    elif not opts.shadow:
         log.warning("no webhook secret: human changes reach the state through the reconcile only")
     reconciler = None
-    if reconcile_tracker is not None and settings.reconcile_interval_s > 0:
+    if reconcile_tracker is not None and opts.reconcile_interval_s > 0:
         reconciler = Reconciler(reconcile_tracker, gs.all_repositories(), t.events, publisher,
-                                settings.reconcile_interval_s, settings.reconcile_lookback_s, clock=clock)  # fmt: skip
+                                opts.reconcile_interval_s, opts.reconcile_lookback_s, clock=clock)  # fmt: skip
     runner = Runner(stage, settings.kafka, settings.runtime, codec, registry=registry, clock=clock, routes=routes)
     return App(runner, service, publisher, reconciler, settings)
 

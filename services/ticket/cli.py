@@ -94,9 +94,8 @@ def run_rebuild(repos: list[str] | None, dry_run: bool, echo: Callable[[str], No
     from alertline.kafka.publisher import Publisher
     from alertline.stage import Output
     from alertline.topics import topic
-    from services.ticket.adapters.github import GitHubMetrics, GitHubTracker, discover_login, make_github
-    from services.ticket.app import codec_of
-    from services.ticket.limiter import WriteLimiter
+    from services.ticket.adapters.github import GitHubMetrics, GitHubTracker
+    from services.ticket.app import codec_of, github_client, limiter_of, login_of
     from services.ticket.partitioning import partition_for
     from services.ticket.ports import ListedIssue
     from services.ticket.rebuild import partition_key, rebuild_states
@@ -106,11 +105,10 @@ def run_rebuild(repos: list[str] | None, dry_run: bool, echo: Callable[[str], No
     gs = settings.github
     repositories = list(repos or gs.all_repositories())
     if not repositories:
-        raise click.ClickException("no repository: pass --repo or set ALERTLINE_GITHUB__DEFAULT_REPOSITORY")
-    gh = make_github(gs.base_url, gs.token_value(), gs.timeout_s, gs.per_page)
-    login = gs.login or _retrying("login", functools.partial(discover_login, gh), echo)
-    limiter = WriteLimiter([(gs.writes_per_minute, gs.minute_window_s), (gs.writes_per_hour, gs.hour_window_s)])
-    tracker = GitHubTracker(gh, login, limiter, GitHubMetrics(CollectorRegistry()))
+        raise click.ClickException("no repository: pass --repo or set ALERTLINE_GITHUB__REPOSITORY")
+    gh = github_client(gs)
+    login = _retrying("login", functools.partial(login_of, gs, gh), echo)
+    tracker = GitHubTracker(gh, login, limiter_of(gs), GitHubMetrics(CollectorRegistry()))
     state_topic = topic(settings.kafka.topic_prefix, "tickets.state")
     c = Consumer(settings.kafka.client_config() | {"group.id": "alertline-tickets-rebuild"})
     try:

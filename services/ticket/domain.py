@@ -42,6 +42,7 @@ class Policy:
     """Windows and thresholds (docs/tickets.md explains each and its default)."""
 
     default_repository: str
+    repository_override: str | None = None  # staging: every issue goes here, whatever the rules say
     recurrence_comment_window: timedelta = timedelta(hours=24)
     reopen_window: timedelta = timedelta(days=30)
     not_planned: str = "stay_closed"  # stay_closed | new_issue
@@ -133,7 +134,7 @@ def status_of(alert: Alert) -> str:
 
 
 def repository_of(decision: Decision, policy: Policy) -> str:
-    return decision.get("repository") or policy.default_repository
+    return policy.repository_override or decision.get("repository") or policy.default_repository
 
 
 def group_key_of(alert: Alert, decision: Decision, policy: Policy) -> str:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import requests
-from github import Auth, Github, GithubException
+from github import Auth, Github, GithubException, GithubIntegration
 from github.Issue import Issue
 from github.Repository import Repository
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -110,10 +110,26 @@ def observation_of(issue: Issue, login: str = "") -> Observation:
     )
 
 
-def make_github(base_url: str, token: str, timeout: int = 15, per_page: int = 100) -> Github:
+def make_github(
+    api_url: str,
+    token: str | None = None,
+    timeout: int = 15,
+    per_page: int = 100,
+    app: tuple[int, str, int] | None = None,
+) -> Github:
+    """A PyGithub client without its own retries or sleeps. ``app`` = (app id, PEM private key,
+    installation id) authenticates as the App's installation (tokens renewed before expiry)."""
+    auth: Auth.Auth
+    if app is not None:
+        app_id, key, installation = app
+        auth = Auth.AppAuth(app_id, key).get_installation_auth(installation)
+    elif token is not None:
+        auth = Auth.Token(token)
+    else:
+        raise ValueError("a token or App credentials are needed")
     return Github(
-        auth=Auth.Token(token),
-        base_url=base_url,
+        auth=auth,
+        base_url=api_url,
         timeout=timeout,
         per_page=per_page,
         retry=None,
@@ -121,6 +137,18 @@ def make_github(base_url: str, token: str, timeout: int = 15, per_page: int = 10
         seconds_between_writes=None,
         lazy=True,
     )
+
+
+def app_login(api_url: str, app_id: int, private_key: str, timeout: int = 15) -> str:
+    """The login an App's installation writes as: ``<app slug>[bot]``."""
+    integration = GithubIntegration(auth=Auth.AppAuth(app_id, private_key), base_url=api_url, timeout=timeout,
+                                    retry=None)  # fmt: skip
+    try:
+        return f"{integration.get_app().slug}[bot]"
+    except GithubException as exc:
+        raise Transient(f"cannot read our GitHub App: {exc.status} {exc.data}", retry_after=30) from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise Transient(f"GitHub unreachable: {exc}", retry_after=10) from exc
 
 
 class GitHubTracker:

@@ -19,7 +19,7 @@ from alertline.testing.kafka import read_all
 from alertline.topics import TOPICS, topic
 from devtools.github_fake import FakeGitHub
 from services.ticket.app import App, build
-from services.ticket.settings import GitHubSettings, PolicySettings, TicketSettings
+from services.ticket.settings import GitHubSettings, TicketOptions, TicketSettings
 from tests.unit.ticket.factories import decision, enriched, enrichment, revision  # noqa: F401 - re-exported
 
 REPO = "acme/security-alerts"
@@ -48,25 +48,22 @@ class Harness:
         self.actions_topic = topic(prefix, "tickets.actions")
 
     def settings(self, **over: Any) -> TicketSettings:
-        gh: dict[str, Any] = {"base_url": self.fake.url, "token": self.fake.bot.token, "default_repository": REPO}
+        gh: dict[str, Any] = {"api_url": self.fake.url, "token": self.fake.bot.token, "repository": REPO}
         gh.update(over.pop("github", {}))
-        pol: dict[str, Any] = {"storm_enabled": False}
-        pol.update(over.pop("policy", {}))
+        opts: dict[str, Any] = {"storm_enabled": False, "reconcile_interval_s": 0, "tick_interval_s": 0.5,
+                                "adopt_margin_s": 60}  # fmt: skip
+        opts.update(over.pop("ticket", {}))
         rt: dict[str, Any] = {"instance_id": "t1", "http_port": 0, "http_host": "127.0.0.1", "batch_size": 200,
                               "session_timeout_ms": 6000, "backoff_initial_s": 0.2}  # fmt: skip
         rt.update(over.pop("runtime", {}))
-        kw: dict[str, Any] = {
-            "kafka": KafkaSettings(bootstrap=self.bootstrap, topic_prefix=self.prefix, partitions=3,
-                                   transaction_timeout_ms=10000),
-            "runtime": RuntimeSettings(**rt),
-            "github": GitHubSettings(**gh),
-            "policy": PolicySettings(**pol),
-            "reconcile_interval_s": 0,
-            "tick_interval_s": 0.5,
-            "adopt_margin_s": 60,
-        }  # fmt: skip
-        kw.update(over)
-        return TicketSettings(**kw)
+        assert not over, f"unknown settings {over}"
+        return TicketSettings(
+            kafka=KafkaSettings(bootstrap=self.bootstrap, topic_prefix=self.prefix, partitions=3,
+                                transaction_timeout_ms=10000),
+            runtime=RuntimeSettings(**rt),
+            github=GitHubSettings(**gh),
+            ticket=TicketOptions(**opts),
+        )  # fmt: skip
 
     @contextmanager
     def running(self, **over: Any) -> Iterator[App]:

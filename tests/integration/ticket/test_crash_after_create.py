@@ -40,12 +40,12 @@ def spawn(h: Harness, fake: FakeGitHub, crash: bool) -> subprocess.Popen[bytes]:
         "ALERTLINE_RUNTIME__HTTP_HOST": "127.0.0.1",
         "ALERTLINE_RUNTIME__SESSION_TIMEOUT_MS": "6000",
         "ALERTLINE_RUNTIME__LOG_LEVEL": "WARNING",
-        "ALERTLINE_GITHUB__BASE_URL": fake.url,
+        "ALERTLINE_GITHUB__API_URL": fake.url,
         "ALERTLINE_GITHUB__TOKEN": fake.bot.token,
-        "ALERTLINE_GITHUB__DEFAULT_REPOSITORY": REPO,
-        "ALERTLINE_POLICY__STORM_ENABLED": "false",
-        "ALERTLINE_RECONCILE_INTERVAL_S": "0",
-        "ALERTLINE_ADOPT_MARGIN_S": "60",
+        "ALERTLINE_GITHUB__REPOSITORY": REPO,
+        "ALERTLINE_TICKET__STORM_ENABLED": "false",
+        "ALERTLINE_TICKET__RECONCILE_INTERVAL_S": "0",
+        "ALERTLINE_TICKET__ADOPT_MARGIN_S": "60",
     }
     if crash:
         env[CRASH_ENV] = "1"

@@ -107,9 +107,9 @@ def test_rule_without_auto_close_labels_the_issue_instead(h: Harness) -> None:
 
 def test_humans_close_reopen_and_labels_are_respected(h: Harness, fake: FakeGitHub) -> None:
     a1, a2 = enriched(1), enriched(2)
-    with h.running(webhook_secret=SECRET) as app:
+    with h.running(github={"webhook_secret": SECRET}) as app:
         assert app.runner.http is not None
-        fake.add_hook(f"http://127.0.0.1:{app.runner.http.port}/github/webhook", SECRET)
+        fake.add_hook(f"http://127.0.0.1:{app.runner.http.port}/webhook/github", SECRET)
         h.send(a1)
         h.send(a2)
         wait_for(lambda: len(h.issues()) == 2, 30, "two issues")
@@ -174,13 +174,13 @@ def test_reconcile_catches_up_with_changes_whose_webhook_was_lost(h: Harness, fa
         h.drain()
     time.sleep(1.1)  # GitHub timestamps have one-second resolution
     human(fake).get_repo(REPO).get_issue(1).edit(state="closed")
-    with h.running(reconcile_interval_s=0.5, reconcile_lookback_s=3600):
+    with h.running(ticket={"reconcile_interval_s": 0.5, "reconcile_lookback_s": 3600}):
         wait_for(lambda: h.states().get("id-00000004", {}).get("close_reason") == "human", 30, "reconciled state")
 
 
 def test_inactive_guardduty_issue_is_closed_by_the_tick(h: Harness) -> None:
     ea = enriched(5, product="guardduty")
-    with h.running(policy={"storm_enabled": False, "inactivity_s": {"guardduty": 1.0}}):
+    with h.running(ticket={"inactivity_s": {"guardduty": 1.0}}):
         h.send(ea)
         wait_for(lambda: h.issues() and h.issues()[0].state == "closed", 30, "the inactivity close")
     issue = h.issues()[0]
@@ -208,7 +208,7 @@ def test_undecodable_and_mis_keyed_input_goes_to_the_ticket_dlq(h: Harness) -> N
 
 def test_shadow_mode_writes_intended_actions_and_never_calls_github(h: Harness, fake: FakeGitHub) -> None:
     ea = enriched(8)
-    with h.running(shadow=True, github={"token": None, "base_url": "http://127.0.0.1:9"}):
+    with h.running(ticket={"shadow": True}, github={"token": None, "api_url": "http://127.0.0.1:9"}):
         h.send(ea)
         h.send(revision(ea, "r2", status="resolved"))
         acts = wait_for(lambda: len(read_all(h.bootstrap, h.actions_topic, timeout=5)) >= 3 and

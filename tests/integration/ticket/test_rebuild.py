@@ -59,7 +59,7 @@ def test_rebuild_after_the_state_topic_is_wiped(
     open_one = enriched(1, enrichments=[enrichment("198.51.100.7", "fp-1")], control_id="A.1", title="alpha")
     closed_one = enriched(2, control_id="B.1", title="beta")
     storm = [enriched(10 + i, dec=decision(group_key="rollout")) for i in range(8)]
-    with h.running(policy=POLICY):
+    with h.running(ticket=POLICY):
         h.send(open_one)
         h.send(revision(open_one, "r2"))
         h.send(closed_one)
@@ -77,8 +77,8 @@ def test_rebuild_after_the_state_topic_is_wiped(
     assert h.states() == {}
     for k, v in {
         "ALERTLINE_KAFKA__BOOTSTRAP": kafka_bootstrap, "ALERTLINE_KAFKA__TOPIC_PREFIX": prefix,
-        "ALERTLINE_GITHUB__BASE_URL": fake.url, "ALERTLINE_GITHUB__TOKEN": fake.bot.token,
-        "ALERTLINE_GITHUB__DEFAULT_REPOSITORY": REPO, "ALERTLINE_RUNTIME__INSTANCE_ID": "rebuild-test",
+        "ALERTLINE_GITHUB__API_URL": fake.url, "ALERTLINE_GITHUB__TOKEN": fake.bot.token,
+        "ALERTLINE_GITHUB__REPOSITORY": REPO, "ALERTLINE_RUNTIME__INSTANCE_ID": "rebuild-test",
     }.items():  # fmt: skip
         monkeypatch.setenv(k, v)
     lines: list[str] = []
@@ -101,7 +101,7 @@ def test_rebuild_after_the_state_topic_is_wiped(
     assert after[page]["issue_number"] == before[page]["issue_number"]
 
     # The service picks up where it left: same issues, no repeated comment, no new issue.
-    with h.running(policy=POLICY):
+    with h.running(ticket=POLICY):
         h.send(enriched(1, kind="recheck", enrichments=[enrichment("198.51.100.7", "fp-1")], control_id="A.1",
                         title="alpha"))  # fmt: skip
         h.send(revision(open_one, "r3", minutes=5))

@@ -46,7 +46,7 @@ def test_a_storm_becomes_grouped_issues_that_tick_and_close(kafka_bootstrap: str
     h = Harness(kafka_bootstrap, prefix, fake)
     alerts = [enriched(i, dec=decision(group_key="guardduty-enabled-org-wide")) for i in range(N)]
     ids = {ea["alert"]["identity"] for ea in alerts}
-    with h.running(policy=POLICY):
+    with h.running(ticket=POLICY):
         for ea in alerts:
             h.send(ea)
 
