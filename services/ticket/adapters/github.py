@@ -73,9 +73,6 @@ class GitHubMetrics:
         self.throttled = Counter(
             "alertline_github_throttled", "Times work waited for GitHub, by reason.", ["reason"], registry=registry
         )
-        self.adopted = Counter(
-            "alertline_github_adopted", "Issues found by marker instead of created again.", registry=registry
-        )
 
 
 @dataclass
