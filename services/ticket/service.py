@@ -313,6 +313,9 @@ class TicketService:
             except BadInput as exc:
                 log.error("tick could not act on a key", extra={"key": key, "error": str(exc)})
                 continue
+            except Exception:  # one bad key must not stop the periodic work of all the others
+                log.exception("tick failed on a key; skipped until the next tick", extra={"key": key})
+                continue
             writes += max(1, plan.writes)
             outs.extend(self._finish(key, state, plan, ctx))
         return outs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from github import Auth, Github
@@ -193,16 +194,19 @@ def test_undecodable_and_mis_keyed_input_goes_to_the_ticket_dlq(h: Harness) -> N
         h.send_raw(h.enriched_topic, b"\x00not avro", b"k1")
         h.send_raw(h.events_topic, b"{not avro either}", b"k2")
         h.send(enriched(6), key="not-the-identity")
+        odd = {"kind": "gossip", "key": "k3", "repository": REPO, "action": "x", "observed_at": datetime.now(UTC)}
+        h.send_raw(h.events_topic, codec.encode("ticket_event", odd), b"k3")
         h.send(enriched(7))
         wait_for(lambda: h.issues(), 30, "the good alert's issue")
-        dead = wait_for(lambda: len(read_all(h.bootstrap, h.dlq_topic, timeout=5)) == 3 and
-                        read_all(h.bootstrap, h.dlq_topic, timeout=5), 30, "three dead letters")  # fmt: skip
+        dead = wait_for(lambda: len(read_all(h.bootstrap, h.dlq_topic, timeout=5)) == 4 and
+                        read_all(h.bootstrap, h.dlq_topic, timeout=5), 30, "four dead letters")  # fmt: skip
     by_key = {m.key(): m for m in dead}
     first = codec.decode("dead_letter", by_key[b"k1"].value())
     assert first["value"] == b"\x00not avro" and first["error_class"] == "alertline.errors.DecodeError"
     assert dict(by_key[b"k2"].headers())["alertline.source.topic"] == h.events_topic.encode()
     mis = dict(by_key[b"not-the-identity"].headers())
     assert b"is not the alert identity" in mis["alertline.error.message"]
+    assert b"unknown ticket event kind 'gossip'" in dict(by_key[b"k3"].headers())["alertline.error.message"]
     assert len(h.issues()) == 1
 
 
