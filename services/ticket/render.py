@@ -231,17 +231,24 @@ def issue_body(
         )
 
     body = build(desc_src, cut_desc, items)
-    # Shrink the description until the body fits; escaping makes its rendered size nonlinear.
-    for _ in range(8):
-        if len(body) <= MAX_BODY:
-            return body
-        over = len(body) - MAX_BODY + 400
-        keep = max(0, len(desc_src) - over) if len(desc_src) > over else len(desc_src) // 2
-        desc_src = desc_src[:keep]
-        if not desc_src and items:
-            items = items[: len(items) // 2]
-        body = build(desc_src, True, items)
-    return hard_cut(body, alert)
+    if len(body) <= MAX_BODY:
+        return body
+    # Too long: keep everything else, give the description what is left. Escaping makes the
+    # rendered length nonlinear in the source, so search for the longest prefix that fits.
+    while True:
+        fixed = len(build("", True, items)) - len("_No description._")
+        if fixed + 200 <= MAX_BODY or not items:
+            break
+        items = items[: len(items) // 2]  # enrichment results are also in the archive and comments
+    budget = MAX_BODY - fixed - 16
+    lo, hi = 0, len(desc_src)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(md_text(desc_src[:mid])) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return hard_cut(build(desc_src[:lo], True, items), alert)
 
 
 def hard_cut(body: str, alert: Alert) -> str:
