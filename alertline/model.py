@@ -180,6 +180,11 @@ class TicketEvent(TypedDict):
     member: GroupMember | None
 
 
+class EvaluateState(TypedDict):
+    revision: str
+    decided_at: datetime
+
+
 class DeadLetter(TypedDict):
     service: str
     source: str

@@ -25,10 +25,17 @@ TOPICS: dict[str, TopicSpec] = {
     "enrich.state": TopicSpec("enrich.state.v1", compact=True, description="Last exposure result per identity."),
     "schemas": TopicSpec("schemas.v1", compact=True, description="Writer schemas by fingerprint."),
     "lookups": TopicSpec("lookups.v1", compact=True, description="Lookup-table rows for evaluate."),
+    "scan.state": TopicSpec(
+        "scan.state.v1", compact=True, description="Findings failing at the last scan of their unit, key = identity."
+    ),
     "ingest.dlq": TopicSpec("ingest.dlq.v1", description="Dead letters of ingest."),
     "evaluate.dlq": TopicSpec("evaluate.dlq.v1", description="Dead letters of evaluate."),
     "enrich.dlq": TopicSpec("enrich.dlq.v1", description="Dead letters of enrich."),
     "ticket.dlq": TopicSpec("ticket.dlq.v1", description="Dead letters of ticket."),
+    "scan.dlq": TopicSpec("scan.dlq.v1", description="Dead letters of scan (unreadable inventory records)."),
+    "evaluate.state": TopicSpec(
+        "evaluate.state.v1", compact=True, description="Last revision decided per identity (evaluate dedupe)."
+    ),
 }
 
 

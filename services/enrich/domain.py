@@ -76,8 +76,7 @@ class Selection:
         "OPEN_FIREWALL",
         "OPEN_*_PORT",
         "PUBLIC_IP_ADDRESS",
-        "alertline.scan/open-*",
-        "*open-ingress*",
+        "network-exposure",  # our own scan checks (services/scan/checks, category)
     )
     intrusion_products: tuple[str, ...] = ("guardduty", "defender")
     intrusion_finding_types: tuple[str, ...] = (
