@@ -1098,10 +1098,12 @@ class FakeGitHub:
                 for i in issues:
                     reason = f" ({e(i.state_reason)})" if i.state == "closed" and i.state_reason else ""
                     labels = "".join(f"<span class='lbl'>{e(n)}</span>" for n in i.labels)
+                    n_comments = f"{len(i.comments)} comment" + ("" if len(i.comments) == 1 else "s")
                     out.append(
-                        f"<details id='issue-{i.number}'><summary><b>#{i.number}</b> {e(i.title)} "
+                        f"<details id='issue-{i.number}'{' open' if i.state == 'open' else ''}>"
+                        f"<summary><b>#{i.number}</b> {e(i.title)} "
                         f"<span class='{e(i.state)}'>[{e(i.state)}{reason}]</span> {labels} "
-                        f"<span class='meta'>💬 {len(i.comments)} · opened {e(_iso(i.created_at) or '')} "
+                        f"<span class='meta'>{n_comments} · opened {e(_iso(i.created_at) or '')} "
                         f"by {e(i.user.login)} · updated {e(_iso(i.updated_at) or '')}</span></summary>"
                         f"<pre>{e(i.body or '')}</pre>"
                     )
