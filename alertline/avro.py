@@ -29,7 +29,7 @@ from alertline.errors import ConfigError, DecodeError
 
 MAGIC = b"\xc3\x01"
 _HEADER = struct.Struct("<2s8s")
-SCHEMA_NAMES = ("alert", "decision", "enrichment", "ticket_state", "dead_letter", "evaluate_state")
+SCHEMA_NAMES = ("alert", "decision", "enrichment", "ticket_state", "ticket_event", "dead_letter", "evaluate_state")
 
 
 def schemas_dir() -> Path:

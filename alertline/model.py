@@ -121,6 +121,14 @@ class EnrichedAlert(TypedDict):
     enriched_at: datetime
 
 
+class GroupMember(TypedDict):
+    identity: str
+    line: str
+    resolved: bool
+    shown_resolved: bool
+    updated_at: datetime
+
+
 class TicketState(TypedDict):
     identity: str
     repository: str
@@ -140,6 +148,36 @@ class TicketState(TypedDict):
     product: str
     auto_close: bool
     updated_at: datetime
+    record_type: str
+    generation: int
+    previous_issue: int | None
+    gh_updated_at: datetime | None
+    removed_labels: list[str]
+    title: str | None
+    page: int
+    members: list[GroupMember]
+    dirty_since: datetime | None
+    flushed_at: datetime | None
+
+
+class TicketEvent(TypedDict):
+    kind: str
+    key: str
+    repository: str
+    issue_number: int | None
+    generation: int
+    page: int
+    action: str
+    issue_state: str | None
+    state_reason: str | None
+    labels: list[str]
+    actor: str | None
+    observed_at: datetime
+    delivery_id: str | None
+    seen_at: datetime | None
+    group_key: str | None
+    group_title: str | None
+    member: GroupMember | None
 
 
 class EvaluateState(TypedDict):

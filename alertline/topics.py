@@ -19,6 +19,9 @@ TOPICS: dict[str, TopicSpec] = {
     "enriched": TopicSpec("enriched.v1", description="Ticket-bound alerts and re-check changes."),
     "tickets.state": TopicSpec("tickets.state.v1", compact=True, description="Ticket state per identity."),
     "tickets.actions": TopicSpec("tickets.actions.v1", description="Intended GitHub actions (shadow mode)."),
+    "tickets.events": TopicSpec(
+        "tickets.events.v1", description="Human changes on GitHub and storm-group members for ticket; co-partitioned."
+    ),
     "enrich.state": TopicSpec("enrich.state.v1", compact=True, description="Last exposure result per identity."),
     "schemas": TopicSpec("schemas.v1", compact=True, description="Writer schemas by fingerprint."),
     "lookups": TopicSpec("lookups.v1", compact=True, description="Lookup-table rows for evaluate."),

@@ -45,7 +45,17 @@ def test_every_contract_round_trips(codec: SingleObjectCodec) -> None:
             "occurrences": 2, "last_revision": "r", "alert_status": "active", "first_seen": a["received_at"],
             "last_seen": a["received_at"], "last_comment_at": None, "closed_at": None, "comment_fingerprints": ["f"],
             "labels": ["sev:high"], "group_key": None, "product": "guardduty", "auto_close": True,
-            "updated_at": a["received_at"],
+            "updated_at": a["received_at"], "record_type": "page", "generation": 1, "previous_issue": 2,
+            "gh_updated_at": a["received_at"], "removed_labels": ["x"], "title": "t", "page": 1,
+            "members": [{"identity": "m", "line": "l", "resolved": True, "shown_resolved": False,
+                         "updated_at": a["received_at"]}],
+            "dirty_since": None, "flushed_at": a["received_at"],
+        },
+        "ticket_event": {
+            "kind": "human", "key": "i", "repository": "acme/sec", "issue_number": 3, "generation": 0, "page": 0,
+            "action": "closed", "issue_state": "closed", "state_reason": "not_planned", "labels": ["a"],
+            "actor": "octo", "observed_at": a["received_at"], "delivery_id": "d", "seen_at": None,
+            "group_key": None, "group_title": None, "member": None,
         },
         "dead_letter": {
             "service": "ingest", "source": "sqs://q", "partition": None, "offset": None, "key": None,
