@@ -128,7 +128,11 @@ class Stack:
         create_topics(KafkaSettings(bootstrap=self.bootstrap, topic_prefix=self.prefix, partitions=self.partitions))
 
         progress("starting moto (S3, SQS, EC2, STS) ...")
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log would drown the demo
 
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
@@ -202,6 +206,9 @@ class Stack:
                 "PUBSUB_EMULATOR_HOST": self.pubsub_host,
                 "ALERTLINE_INGEST__EVENTHUBS__FULLY_QUALIFIED_NAMESPACE": "alertline-demo.servicebus.windows.net",
                 "ALERTLINE_INGEST__EVENTHUBS__EVENTHUB_NAME": "defender-export",
+                # Unused by the file-backed hub (its checkpoints are ALERTLINE_DEMO_CHECKPOINTS),
+                # required by the settings.
+                "ALERTLINE_INGEST__EVENTHUBS__CHECKPOINT_CONTAINER_URL": "https://demo.blob.core.windows.net/checkpoints",
                 "ALERTLINE_DEMO_EVENTHUB_DIR": str(self.eventhub_dir),
                 "ALERTLINE_DEMO_CHECKPOINTS": str(self.workdir / "eventhub-checkpoints.json"),
             }
@@ -281,6 +288,43 @@ class Stack:
                     raise RuntimeError(f"{p.name} exited with {p.popen.returncode}:\n{tail}")
             time.sleep(0.5)
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def lag(self, service: str) -> int:
+        """Records on the service's input topic its consumer group has not committed yet."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from alertline.topics import SERVICE_INPUTS, group, topic
+
+        assert self.bootstrap
+        t = topic(self.prefix, SERVICE_INPUTS[service])
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group(self.prefix, service)})
+        try:
+            parts = [TopicPartition(t, p) for p in range(self.partitions)]
+            committed = {tp.partition: max(tp.offset, 0) for tp in c.committed(parts, timeout=10)}
+            return sum(c.get_watermark_offsets(tp, timeout=10)[1] - committed[tp.partition] for tp in parts)
+        finally:
+            c.close()
+
+    def settled(self) -> bool:
+        """Every consuming service has caught up (transaction markers make lag 0 or 1 per partition)."""
+        return all(self.lag(s) <= self.partitions for s in ("evaluate", "enrich", "ticket"))
+
+    def wipe_state(self, *names: str) -> None:
+        """Delete and recreate state topics (the services owning them must be stopped)."""
+        from confluent_kafka.admin import AdminClient
+
+        from alertline.topics import topic
+
+        assert self.bootstrap
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        full = [topic(self.prefix, n) for n in names]
+        for f in admin.delete_topics(full, operation_timeout=30).values():
+            f.result()
+        deadline = time.monotonic() + 30
+        while any(t in admin.list_topics(timeout=10).topics for t in full) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        create_topics(KafkaSettings(bootstrap=self.bootstrap, topic_prefix=self.prefix, partitions=self.partitions),
+                      names=names)  # fmt: skip
 
     def stop(self) -> dict[str, int | None]:
         codes = {name: p.stop() for name, p in self.procs.items()}

@@ -14,6 +14,7 @@ import click
 def register(cli: click.Group) -> None:
     register_normalize(cli)
     _register_transports(cli)
+    _register_replay(cli)
 
 
 # ---------------------------------------------------------------- transports: alertline ingest ...
@@ -67,6 +68,60 @@ def _register_transports(cli: click.Group) -> None:
 
 
 # ---------------------------------------------------------------- normalizers: alertline normalize
+def _register_replay(cli: click.Group) -> None:
+    replay = cli.commands.get("replay")
+    if not isinstance(replay, click.Group):
+        return
+
+    @replay.command("archive")
+    @click.option("--from", "start", required=True, help="ISO-8601 or relative (now-2h): archived at or after.")
+    @click.option("--to", "end", default="now", show_default=True, help="Archived at or before.")
+    def replay_archive(start: str, end: str) -> None:
+        """Re-publish archived raw deliveries from S3 through normalization into the pipeline.
+
+        Settings as for the ingest service (ALERTLINE_ARCHIVE__*, ALERTLINE_KAFKA__*). Safe to
+        repeat: downstream idempotency means a second replay changes nothing."""
+        import uuid
+
+        from alertline.clock import utcnow
+        from alertline.errors import AlertlineError
+        from alertline.timeparse import parse_time
+        from services.ingest import aws
+        from services.ingest.app import wire
+        from services.ingest.replay import replay as run_replay
+        from services.ingest.settings import IngestSettings
+
+        try:
+            t0, t1 = parse_time(start), parse_time(end)
+        except AlertlineError as exc:
+            raise click.ClickException(str(exc)) from exc
+        settings = IngestSettings()
+        w = wire(settings)
+        w.settings = settings.model_copy(
+            update={"runtime": settings.runtime.model_copy(update={"instance_id": f"replay-{uuid.uuid4().hex[:8]}"})}
+        )
+        s3 = aws.client(
+            "s3",
+            settings.aws.model_copy(
+                update={"endpoint_url": settings.archive.endpoint_url or settings.aws.endpoint_url}
+            ),
+            settings.archive.region,
+        )
+
+        def progress(n: int, total: int, item: object, what: str) -> None:
+            click.echo(f"[{n}/{total}] {getattr(item, 'key', item)}: {what}", err=True)
+
+        try:
+            r = run_replay(s3, settings.archive.bucket, settings.archive.prefix, w.pipeline("replay"), t0, t1, utcnow,
+                           progress)  # fmt: skip
+        finally:
+            w.close()
+        click.echo(f"replayed {r.deliveries} deliveries: {r.alerts} alerts, {r.dead_letters} dead letters, "
+                   f"{r.failed} failed")  # fmt: skip
+        if r.failed:
+            raise SystemExit(1)
+
+
 def register_normalize(cli: click.Group) -> None:
     @cli.command("normalize")
     @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
