@@ -198,6 +198,10 @@ EXTRA_SECTIONS: list[tuple[str, Callable[[Run], None]]] = []
 
 
 # ---------------------------------------------------------------------------- the table
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if x >= 0.1 else f"{x:.2%}" if x >= 0.001 else f"{x:.3%}"
+
+
 def table(r: Run) -> str:
     lines = [f"Alertline benchmark suite, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
              f"broker {r.bootstrap}"]  # fmt: skip
@@ -207,8 +211,8 @@ def table(r: Run) -> str:
     lines += [head, "-" * len(head)]
     for row in r.rows:
         rate = f"{row.rate:,.0f}" if row.rate is not None else "—"
-        vs_c = f"{row.rate / r.ceiling:.3f}" if row.kafka_stage and row.rate and r.ceiling else ""
-        vs_r = f"{row.rate / r.runtime:.2f}" if row.kafka_stage and row.rate and r.runtime else ""
+        vs_c = _pct(row.rate / r.ceiling) if row.kafka_stage and row.rate and r.ceiling else ""
+        vs_r = _pct(row.rate / r.runtime) if row.kafka_stage and row.rate and r.runtime else ""
         lines.append(f"{row.name:<42} {rate:>12} {row.unit:<12} {vs_c:>9} {vs_r:>9}  {row.note}")
     if r.rss:
         lines.append("")
