@@ -7,6 +7,7 @@ Secrets). No credential has a default.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Any
@@ -38,7 +39,12 @@ class KafkaSettings(BaseModel):
     extra: dict[str, str] = Field(default_factory=dict, description="Extra librdkafka properties.")
 
     def client_config(self) -> dict[str, Any]:
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol}
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol,
+            # librdkafka's own log lines go through logging, so they come out as JSON too.
+            "logger": logging.getLogger("alertline.kafka.client"),
+        }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
         if self.sasl_username:

@@ -55,7 +55,13 @@ def table(issues: list[Any]) -> str:
 
 
 def run_demo(workdir: Path, hold: bool, timeout: float = 240, progress: Callable[[int, str], None] = _say) -> int:
-    stack = Stack(workdir, bootstrap=os.environ.get("KAFKA_BOOTSTRAP"), prefix=new_prefix())
+    stack = Stack(
+        workdir,
+        bootstrap=os.environ.get("KAFKA_BOOTSTRAP"),
+        prefix=new_prefix(),
+        github_token=os.environ.get("ALERTLINE_GITHUB__TOKEN"),
+        github_repository=os.environ.get("ALERTLINE_GITHUB__REPOSITORY"),
+    )
     try:
         progress(1, "infrastructure: Kafka, moto (S3/SQS/EC2), GitHub fake, Pub/Sub fake, Event Hub, feeds")
         stack.start_infrastructure(lambda s: click.echo(f"      {s}", err=True))
@@ -94,7 +100,10 @@ def run_demo(workdir: Path, hold: bool, timeout: float = 240, progress: Callable
         stack.wait_for(closed, 120, "the resolved finding's issue to close")
         progress(6, f"done in {time.monotonic() - started:.0f}s")
         click.echo(table(stack.issues()))
-        click.echo(f"\nIssues with their comments: {stack.github_url}/ui")
+        if stack.github_token and stack.github_repository:
+            click.echo(f"\nIssues with their comments: https://github.com/{stack.github_repository}/issues")
+        else:
+            click.echo(f"\nIssues with their comments: {stack.github_url}/ui")
         click.echo(f"Logs: {workdir / 'logs'}")
         progress(7, "press Ctrl-C to stop" if hold else "stopping")
         if hold:
