@@ -17,6 +17,7 @@ import boto3
 from pydantic import ValidationError
 
 from alertline import logs
+from alertline.archive import S3Archive
 from alertline.avro import make_codec
 from alertline.clock import Clock, utcnow
 from alertline.errors import AlertlineError, ConfigError
@@ -29,7 +30,7 @@ from services.scan.collectors.aws import AwsCollector, ClientHook, CollectFailed
 from services.scan.domain import Check, Collected, CollectError, Prior, Unit
 from services.scan.scanner import Archive, Job, PrintSink, Report, ScanMetrics, Scanner, Sink, Topics
 from services.scan.settings import InventorySource, ScanSettings
-from services.scan.sources import NoArchive, S3Archive, SourceError, read_objects
+from services.scan.sources import NoArchive, SourceError, read_objects
 from services.scan.state import KafkaState
 
 log = logging.getLogger(__name__)

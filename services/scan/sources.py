@@ -7,14 +7,13 @@ one file per asset type, is one unit.
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from alertline.errors import ConfigError, Transient
+from alertline.errors import ConfigError
 
 
 class SourceError(Exception):
@@ -67,29 +66,6 @@ def read_objects(uri: str, s3: Any | None, max_bytes: int) -> list[tuple[str, by
         raise SourceError(f"{uri}: {exc}") from exc
     except BotoCoreError as exc:
         raise SourceError(f"{uri}: {exc}") from exc
-
-
-class S3Archive:
-    """``put_object`` with ``ChecksumSHA256``: S3 verifies the stored bytes are the bytes whose
-    hash names the key."""
-
-    def __init__(self, client: Any, bucket: str) -> None:
-        self.client = client
-        self.bucket = bucket
-
-    def put(self, key: str, body: bytes, sha256_hex: str) -> str:
-        try:
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256_hex)).decode(),
-                ContentType="application/json",
-                Metadata={"sha256": sha256_hex},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise Transient(f"s3://{self.bucket}/{key}: {exc}", retry_after=5.0) from exc
-        return f"s3://{self.bucket}/{key}"
 
 
 class NoArchive:
