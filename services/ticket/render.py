@@ -20,6 +20,7 @@ from alertline.clock import iso
 from alertline.model import Alert, Decision, Enrichment
 from services.ticket.text import (
     MAX_BODY,
+    MAX_TITLE,
     STATUS_END,
     STATUS_START,
     Marker,
@@ -347,14 +348,19 @@ def page_body(
     members: Sequence[PageMember],
     previous: int | None = None,
 ) -> str:
-    """``group_key`` is the full key (``repository|key``); the body shows the part after the ``|``."""
+    """``group_key`` is the full key (``repository|key``); the body shows the part after the ``|``.
+
+    The group title and key shown are bounded so that a huge one (a rule's group key is free
+    text) can never push member lines and their markers past GitHub's body limit."""
     resolved = sum(1 for m in members if m.resolved)
+    if len(title) > MAX_TITLE:
+        title = title[: MAX_TITLE - 1] + "…"
     body = _render(
         "page_body.md.j2",
         marker=Marker(group=group_hash, page=page, fields=(("key", group_key),)).render(),
         total=len(members),
         title=title,
-        group_key=group_key.split("|", 1)[-1],
+        group_key=group_key.split("|", 1)[-1][:MAX_TITLE],
         open=len(members) - resolved,
         resolved=resolved,
         page=page,

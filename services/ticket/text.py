@@ -43,7 +43,18 @@ def clean(s: str) -> str:
     return _CONTROL.sub("", s)
 
 
+# GFM's autolink extension turns bare http://, https://, ftp:// and www. into live links; a word
+# joiner inside the trigger keeps an attacker's URL (or a link that would cross-reference another
+# repository's issue) as plain text.
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp)(:)(//)|\b(www)(\\?\.)")
+
+
+def _break_autolinks(s: str) -> str:
+    return _AUTOLINK.sub(lambda m: f"{m[1]}{WJ}{m[2]}{m[3]}" if m[1] else f"{m[4]}{WJ}{m[5]}", s)
+
+
 def _neutralise(s: str) -> str:
+    s = _break_autolinks(s)
     s = _MENTION.sub("@" + WJ, s)
     s = _REF.sub("#" + WJ, s)
     return _GH_REF.sub(lambda m: m.group(1) + WJ + "-", s)
