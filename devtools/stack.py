@@ -114,8 +114,11 @@ class Stack:
         self.procs: dict[str, Proc] = {}
         self._servers: list[Any] = []
         self.kafka: LocalKafka | None = None
-        self.bucket = "alertline-archive"
-        self.screenshots = "alertline-screenshots"
+        # Unique names: moto servers started in one process share one backend.
+        tag = uuid.uuid4().hex[:8]
+        self.bucket = f"alertline-archive-{tag}"
+        self.screenshots = f"alertline-screenshots-{tag}"
+        self.queue_name = f"alertline-findings-{tag}"
 
     # ------------------------------------------------------------------ infrastructure
     def start_infrastructure(self, progress: Callable[[str], None] = lambda s: None) -> None:
@@ -147,7 +150,7 @@ class Stack:
         self.sqs = boto3.client("sqs", **kw)
         for b in (self.bucket, self.screenshots):
             self.s3.create_bucket(Bucket=b)
-        self.queue_url = self.sqs.create_queue(QueueName="alertline-findings")["QueueUrl"]
+        self.queue_url = self.sqs.create_queue(QueueName=self.queue_name)["QueueUrl"]
 
         progress("starting the GitHub fake and the Pub/Sub fake ...")
         from devtools.github_fake import FakeGitHub
