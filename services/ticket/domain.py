@@ -56,6 +56,10 @@ class Policy:
     flush_quiet: timedelta = timedelta(minutes=2)
     flush_max_delay: timedelta = timedelta(minutes=10)
     max_fingerprints: int = 200
+    # A recurrence that changes nothing but the count and "last seen" rewrites the body at most
+    # once per this (the rest wait for the tick): at 100 alerts/s over open issues a write per
+    # recurrence would spend GitHub's 80 writes/min on bookkeeping. 0 writes every one.
+    body_refresh: timedelta = timedelta(minutes=10)
 
 
 # ---------------------------------------------------------------------------- actions
@@ -349,7 +353,7 @@ def _on_new(alert: Alert, decision: Decision, enrichments: list[Enrichment], sta
         st = new_state(alert["identity"], repo, now, state=GROUPED, group_key=gk, **base)
         out = _member_out(alert, decision, enrichments, gk, False, now, policy)
         return Plan(state=st, members=[out], other_states=dict(storm.updates), note="storm: grouped")
-    st = new_state(alert["identity"], repo, now, state=OPEN, group_key=None, **base)
+    st = new_state(alert["identity"], repo, now, state=OPEN, group_key=None, flushed_at=now, **base)
     st["labels"] = render.issue_labels(alert, decision)
     _remember(st, [fp_entry(e) for e in enrichments], policy.max_fingerprints)
     return Plan(state=st, actions=[_create(st, alert, decision, enrichments)], other_states=dict(storm.updates))
@@ -463,6 +467,14 @@ def _on_ticketed(prev: TicketState, alert: Alert, decision: Decision, enrichment
     # The comment goes first and the state-changing PATCH last: if a write fails midway, the
     # retry sees the issue as it was (plus a comment it will recognise by its key), never a
     # close of ours that it could take for a human's.
+    if update and not parts and update.keys() <= {"marker", "status"} and _refresh_recent(st, now, policy):
+        # Only the count and "last seen" changed: the tick writes them later (refresh_due).
+        update = {}
+        if st["dirty_since"] is None:
+            st["dirty_since"] = now
+        plan.note = "seen again: body refresh deferred"
+    elif "marker" in update:
+        _set(st, dirty_since=None, flushed_at=now)
     if parts:
         plan.actions.append(_comment(st, "|".join(purpose), parts, fps))
         st["last_comment_at"] = now
@@ -471,13 +483,39 @@ def _on_ticketed(prev: TicketState, alert: Alert, decision: Decision, enrichment
     return plan
 
 
+def _refresh_recent(st: TicketState, now: datetime, policy: Policy) -> bool:
+    last = st["flushed_at"]
+    return policy.body_refresh > timedelta(0) and last is not None and now - last < policy.body_refresh
+
+
+def refresh_due(st: TicketState, now: datetime, policy: Policy) -> bool:
+    """An open issue whose body lags behind its state (deferred recurrences) and whose last
+    body write is at least ``policy.body_refresh`` old."""
+    if st.get("record_type", "identity") != "identity" or st["dirty_since"] is None:
+        return False
+    if st["state"] != OPEN or st["issue_number"] is None:
+        return False
+    return not _refresh_recent(st, now, policy)
+
+
+def refresh_body(prev: TicketState, now: datetime) -> Plan:
+    """Write the deferred count and "last seen" into the issue body."""
+    st = _copy(prev)
+    num = st["issue_number"]
+    assert num is not None
+    _set(st, dirty_since=None, flushed_at=now, updated_at=now)
+    f = facts(st)
+    update = UpdateIssue(st["repository"], num, marker=render.issue_marker(f), status=render.status_line(f))
+    return Plan(state=st, actions=[update])
+
+
 def _new_generation(prev: TicketState, alert: Alert, decision: Decision, enrichments: list[Enrichment],
                     status: str, now: datetime, policy: Policy) -> Plan:  # fmt: skip
     st = new_state(
         prev["identity"], prev["repository"], now, state=OPEN, generation=prev["generation"] + 1,
         previous_issue=prev["issue_number"], occurrences=1, last_revision=alert["revision"], alert_status=status,
         first_seen=alert["updated_at"], last_seen=alert["updated_at"], product=alert["product"],
-        removed_labels=list(prev["removed_labels"]),
+        removed_labels=list(prev["removed_labels"]), flushed_at=now,
     )  # fmt: skip
     st["labels"] = [x for x in render.issue_labels(alert, decision) if x.lower() not in
                     {r.lower() for r in st["removed_labels"]}]  # fmt: skip

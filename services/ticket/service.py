@@ -301,6 +301,8 @@ class TicketService:
                 timeout = domain.inactive_due(st, now, self.policy)
                 if timeout is not None:
                     make = _inactive_maker(timeout, now, self.policy)
+                elif domain.refresh_due(st, now, self.policy):
+                    make = _refresh_maker(now, self.policy)
             elif rt == "page" and domain.flush_due(st, now, self.policy):
                 make = _flush_maker(now, self.policy)
             if make is None:
@@ -326,6 +328,15 @@ def _inactive_maker(timeout: timedelta, now: datetime, policy: Policy) -> Callab
         if st is None or domain.inactive_due(st, now, policy) is None:
             return Plan(state=st)
         return domain.close_inactive(st, timeout, now)
+
+    return make
+
+
+def _refresh_maker(now: datetime, policy: Policy) -> Callable[[TicketState | None], Plan]:
+    def make(st: TicketState | None) -> Plan:
+        if st is None or not domain.refresh_due(st, now, policy):
+            return Plan(state=st)
+        return domain.refresh_body(st, now)
 
     return make
 

@@ -95,6 +95,9 @@ class TicketOptions(BaseModel):
     page_size: int = Field(default=200, ge=1, le=400)
     flush_quiet_s: float = Field(default=120.0, ge=0)
     flush_max_delay_s: float = Field(default=600.0, ge=0)
+    body_refresh_s: float = Field(
+        default=600.0, ge=0, description="A recurrence alone rewrites the issue body at most once per (0: always)."
+    )
     reconcile_interval_s: float = Field(default=300.0, ge=0, description="0 turns the periodic reconcile off.")
     reconcile_lookback_s: float = Field(default=86400.0, ge=0, description="How far back the first pass looks.")
     tick_interval_s: float = Field(default=30.0, gt=0)
@@ -115,6 +118,7 @@ class TicketOptions(BaseModel):
             page_size=self.page_size,
             flush_quiet=timedelta(seconds=self.flush_quiet_s),
             flush_max_delay=timedelta(seconds=self.flush_max_delay_s),
+            body_refresh=timedelta(seconds=self.body_refresh_s),
         )
 
 

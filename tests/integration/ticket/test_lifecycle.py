@@ -52,7 +52,7 @@ def ours(issue: object) -> list[str]:
 
 def test_issue_lifecycle_from_first_alert_to_reopen(h: Harness) -> None:
     ea = enriched(1, enrichments=[enrichment("203.0.113.9", "fp-a", summary="not listed")])
-    with h.running():
+    with h.running(ticket={"body_refresh_s": 5}):
         h.send(ea)
         (issue,) = wait_for(lambda: h.issues() or None, 30, "the issue")
         assert issue.title.startswith("[high] EC2.19") and issue.state == "open"
@@ -65,9 +65,15 @@ def test_issue_lifecycle_from_first_alert_to_reopen(h: Harness) -> None:
         h.send(revision(ea, "r2"))
         wait_for(lambda: len(ours(h.issues()[0])) == 1, 30, "the recurrence comment")
         assert "seen **2** times" in h.issues()[0].body and "Seen again" in ours(h.issues()[0])[0]
+        # The third comes soon after: counted at once, written by the tick once the body is
+        # body_refresh_s old (no GitHub write per recurrence).
+        writes = h.fake.writes()
         h.send(revision(ea, "r3", minutes=2))
+        wait_for(lambda: any(s["occurrences"] == 3 for s in h.states().values()), 30, "the third counted")
+        assert "seen **2** times" in h.issues()[0].body and h.fake.writes() == writes
         wait_for(lambda: "seen **3** times" in h.issues()[0].body, 30, "the third occurrence")
         assert len(ours(h.issues()[0])) == 1, "at most one recurrence comment per window"
+        assert h.fake.writes() == writes + 1
 
         # Enrichment: a change is commented once, a repeat never.
         changed = enriched(1, kind="recheck", enrichments=[enrichment("203.0.113.9", "fp-b", "malicious", "Tor exit")])

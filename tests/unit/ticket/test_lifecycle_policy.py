@@ -72,6 +72,50 @@ def test_recurrence_while_open_updates_the_body_and_comments_once_per_window() -
     assert _kinds(p3) == ["AddComment", "UpdateIssue"]
 
 
+def test_recurrences_inside_the_refresh_window_are_counted_and_written_once_by_the_tick() -> None:
+    ea = enriched(1)
+    st = _created(ea)
+    now = T0 + timedelta(minutes=1)
+    p1 = domain.on_alert(st, revision(ea, "r2"), now, POLICY)
+    assert _kinds(p1) == ["AddComment", "UpdateIssue"], "the first recurrence comments (and writes the body)"
+    state = p1.state
+    for n in range(3, 8):  # five more inside body_refresh (10 min): no write each
+        now += timedelta(seconds=30)
+        p = domain.on_alert(state, revision(ea, f"r{n}", minutes=n), now, POLICY)
+        assert p.actions == [] and p.state is not None and p.state["occurrences"] == n
+        assert p.state["dirty_since"] is not None and p.note == "seen again: body refresh deferred"
+        state = p.state
+    assert state is not None
+    assert not domain.refresh_due(state, now, POLICY)
+    later = T0 + timedelta(minutes=11)
+    assert domain.refresh_due(state, later, POLICY)
+    plan = domain.refresh_body(state, later)
+    assert "seen **7** times" in str(_update(plan).status) and "occ=7" in str(_update(plan).marker)
+    assert plan.state is not None and not domain.refresh_due(plan.state, later + timedelta(hours=1), POLICY)
+
+
+def test_a_status_change_is_written_at_once_even_inside_the_refresh_window() -> None:
+    ea = enriched(1)
+    st = _created(ea)
+    p1 = domain.on_alert(st, revision(ea, "r2"), T0 + timedelta(seconds=10), POLICY)
+    p2 = domain.on_alert(p1.state, revision(ea, "r3", minutes=1), T0 + timedelta(seconds=20), POLICY)
+    assert p2.actions == [] and p2.state is not None
+    p3 = domain.on_alert(p2.state, revision(ea, "r4", status="resolved", minutes=2), T0 + timedelta(seconds=30),
+                         POLICY)  # fmt: skip
+    assert _kinds(p3) == ["AddComment", "UpdateIssue"] and _update(p3).state == "closed"
+    assert p3.state is not None and p3.state["dirty_since"] is None
+    assert "occ=4" in str(_update(p3).marker)
+
+
+def test_body_refresh_zero_writes_every_recurrence() -> None:
+    policy = Policy(default_repository="acme/alerts", storm_enabled=False, body_refresh=timedelta(0))
+    ea = enriched(1)
+    st = _created(ea)
+    p1 = domain.on_alert(st, revision(ea, "r2"), T0 + timedelta(seconds=10), policy)
+    p2 = domain.on_alert(p1.state, revision(ea, "r3", minutes=1), T0 + timedelta(seconds=20), policy)
+    assert _kinds(p2) == ["UpdateIssue"]
+
+
 def test_resolved_at_source_comments_and_closes_as_completed() -> None:
     ea = enriched(1)
     st = _created(ea)
