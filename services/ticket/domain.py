@@ -353,7 +353,8 @@ def _on_new(alert: Alert, decision: Decision, enrichments: list[Enrichment], sta
         st = new_state(alert["identity"], repo, now, state=GROUPED, group_key=gk, **base)
         out = _member_out(alert, decision, enrichments, gk, False, now, policy)
         return Plan(state=st, members=[out], other_states=dict(storm.updates), note="storm: grouped")
-    st = new_state(alert["identity"], repo, now, state=OPEN, group_key=None, flushed_at=now, **base)
+    st = new_state(alert["identity"], repo, now, state=OPEN, group_key=None, flushed_at=now,
+                   last_comment_at=now, **base)  # fmt: skip
     st["labels"] = render.issue_labels(alert, decision)
     _remember(st, [fp_entry(e) for e in enrichments], policy.max_fingerprints)
     return Plan(state=st, actions=[_create(st, alert, decision, enrichments)], other_states=dict(storm.updates))
@@ -515,7 +516,7 @@ def _new_generation(prev: TicketState, alert: Alert, decision: Decision, enrichm
         prev["identity"], prev["repository"], now, state=OPEN, generation=prev["generation"] + 1,
         previous_issue=prev["issue_number"], occurrences=1, last_revision=alert["revision"], alert_status=status,
         first_seen=alert["updated_at"], last_seen=alert["updated_at"], product=alert["product"],
-        removed_labels=list(prev["removed_labels"]), flushed_at=now,
+        removed_labels=list(prev["removed_labels"]), flushed_at=now, last_comment_at=now,
     )  # fmt: skip
     st["labels"] = [x for x in render.issue_labels(alert, decision) if x.lower() not in
                     {r.lower() for r in st["removed_labels"]}]  # fmt: skip

@@ -51,7 +51,7 @@ class Harness:
         gh: dict[str, Any] = {"api_url": self.fake.url, "token": self.fake.bot.token, "repository": REPO}
         gh.update(over.pop("github", {}))
         opts: dict[str, Any] = {"storm_enabled": False, "reconcile_interval_s": 0, "tick_interval_s": 0.5,
-                                "adopt_margin_s": 60}  # fmt: skip
+                                "adopt_margin_s": 60, "body_refresh_s": 0}  # fmt: skip
         opts.update(over.pop("ticket", {}))
         rt: dict[str, Any] = {"instance_id": "t1", "http_port": 0, "http_host": "127.0.0.1", "batch_size": 200,
                               "session_timeout_ms": 6000, "backoff_initial_s": 0.2}  # fmt: skip

@@ -46,6 +46,7 @@ def spawn(h: Harness, fake: FakeGitHub, crash: bool) -> subprocess.Popen[bytes]:
         "ALERTLINE_TICKET__STORM_ENABLED": "false",
         "ALERTLINE_TICKET__RECONCILE_INTERVAL_S": "0",
         "ALERTLINE_TICKET__ADOPT_MARGIN_S": "60",
+        "ALERTLINE_TICKET__BODY_REFRESH_S": "0",  # every recurrence shows in the body at once
     }
     if crash:
         env[CRASH_ENV] = "1"
