@@ -18,6 +18,7 @@ usage: .venv/bin/python bench/e2e.py steady [--rate 100 --seconds 30]
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devtools.chaos import BASE, guardduty, identity_of, securityhub
+from devtools.chaos import Event, guardduty, identity_of, securityhub
 from devtools.stack import Stack
 
 MARKER = re.compile(r"<!-- alertline:v1 identity=(\S+)")
@@ -48,14 +49,23 @@ def _send_batch(stack: Stack, events: list[dict[str, Any]]) -> None:
         stack.sqs.send_message_batch(QueueUrl=stack.queue_url, Entries=entries)
 
 
-def steady(rate: float, seconds: float, pool: int = 100) -> None:
+def _hub_event(findings: list[Event]) -> dict[str, Any]:
+    """One "Security Hub Findings - Imported" event carrying several findings, as EventBridge
+    delivers them (one SQS message for up to 100 findings)."""
+    ev = copy.deepcopy(findings[0].body)
+    ev["detail"]["findings"] = [f.body["detail"]["findings"][0] for f in findings]
+    return ev
+
+
+def steady(rate: float, seconds: float, pool: int = 100, per_event: int = 10) -> None:
     """A steady stream at ``rate`` with GitHub's real limits (80 writes/min, 500/h) and 50 ms
-    per GitHub call. Most alerts are recurrences of open issues (a new revision each: counted,
+    per GitHub call. Security Hub findings, ``per_event`` to an EventBridge event as Security
+    Hub sends them. Most alerts are recurrences of open issues (a new revision each: counted,
     body refresh deferred, no GitHub write); one in 200 is a new finding (an issue is created)
-    and one in 400 resolves such a finding (a comment and a close) — about 60 writes a minute,
-    what GitHub allows. Latency: SQS send -> the ticket service's committed state for that
-    revision. The state is produced after the handler's GitHub calls returned, so for the
-    creates and closes it bounds "source delivery to GitHub call" from above."""
+    and one in 400 resolves such a finding (a comment and a close): about 60 writes a minute,
+    what GitHub allows. Latency: SQS send -> the ticket service's committed state counting that
+    alert. The state is produced after the handler's GitHub calls returned, so for the creates
+    and closes it bounds "source delivery to GitHub call" from above."""
     env = {
         "ticket": {"ALERTLINE_TICKET__STORM_ENABLED": "false"},
         "enrich": {"ALERTLINE_SCREENSHOT__ENABLED": "false"},
@@ -64,42 +74,49 @@ def steady(rate: float, seconds: float, pool: int = 100) -> None:
     stack = _stack(env)
     try:
         stack.github.inject("*", r".*", kind="latency", delay_s=0.05, count=10**9)
-        _send_batch(stack, [guardduty(i, 0).body for i in range(pool)])
+        warm = [securityhub(i, True, 0) for i in range(pool)]
+        _send_batch(stack, [_hub_event(warm[i : i + per_event]) for i in range(0, pool, per_event)])
         stack.wait_for(lambda: len(stack.issues()) >= pool, 900, "the pool's issues")
         stack.wait_for(stack.settled, 300, "the pipeline to settle")
+        time.sleep(61)  # the warm-up's creates leave the 80-a-minute window before the run starts
         writes0, t_run = stack.github.writes(), time.time()
-        n_total = int(rate * seconds)
-        events, writing = [], set()
+        n_total = int(rate * seconds) // per_event * per_event
+        findings, writing, expect = [], set(), []
+        occ = {identity_of(e): 1 for e in warm}  # the warm-up counted one each
         for n in range(n_total):
             if n % 200 == 0:  # a new finding: creates an issue
-                e = securityhub(n // 200, True, 0)
+                e, w = securityhub(10_000 + n // 200, True, 0), True
             elif n % 400 == 100:  # the finding created 100 alerts ago is resolved: comment + close
-                e = securityhub((n - 100) // 200, False, 1)
+                e, w = securityhub(10_000 + (n - 100) // 200, False, 1), True
             else:  # a recurrence of an open issue: a new revision, no GitHub write
-                e = guardduty(n % pool, 1 + n // pool)
-            if n % 200 == 0 or n % 400 == 100:
+                e, w = securityhub(n % pool, True, 1 + n // pool), False
+            ident = identity_of(e)
+            occ[ident] = occ.get(ident, 0) + 1
+            expect.append((ident, occ[ident]))  # this alert is handled once the state counts it
+            if w:
                 writing.add(n)
-            events.append(e)
-        revisions = [_revision(e) for e in events]
-        sent: dict[tuple[str, str], float] = {}
+            findings.append(e)
+        events = [_hub_event(findings[i : i + per_event]) for i in range(0, n_total, per_event)]
+        sent = [0.0] * n_total
         t0 = time.monotonic()
-        for start in range(0, n_total, 10):  # batches of 10 (one SQS call) keep up with the rate
-            due = t0 + start / rate
+        for k, ev in enumerate(events):  # one SQS message per event, as EventBridge sends them
+            due = t0 + k * per_event / rate
             if (pause := due - time.monotonic()) > 0:
                 time.sleep(pause)
-            now = time.time()
-            for k in revisions[start : start + 10]:
-                sent[k] = now
-            _send_batch(stack, [e.body for e in events[start : start + 10]])
+            sent[k * per_event : (k + 1) * per_event] = [time.time()] * per_event
+            stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(ev))
         behind = time.monotonic() - t0 - seconds
+        stack.wait_for(lambda: _queue_empty(stack), 600, "ingest to take every message")
         stack.wait_for(stack.settled, 600, "the pipeline to settle")
-        decided = _decided(stack)
-        print(f"steady: {n_total} alerts at {rate:.0f}/s (sender {behind:+.1f} s late) over {pool} open issues; "
-              f"GitHub latency 50 ms, limits 80/min and 500/h")  # fmt: skip
+        counted = _counted(stack)
+        print(f"steady: {n_total} alerts at {rate:.0f}/s in {len(events)} Security Hub events (sender "
+              f"{behind:+.1f} s late) over {pool} open issues")  # fmt: skip
+        print("  GitHub latency 50 ms, limits 80/min and 500/h")
         for label, idx in (("all alerts", range(n_total)), ("creates and closes (GitHub writes)", sorted(writing)),
                            ("recurrences (no write)", [n for n in range(n_total) if n not in writing])):  # fmt: skip
-            lat = sorted(decided[revisions[n]] - sent[revisions[n]] for n in idx if revisions[n] in decided)
-            missing = sum(1 for n in idx if revisions[n] not in decided)
+            done = [(n, _first(counted.get(expect[n][0], []), expect[n][1])) for n in idx]
+            lat = sorted(t - sent[n] for n, t in done if t is not None)
+            missing = sum(1 for _, t in done if t is None)
             q = statistics.quantiles(lat, n=100) if len(lat) > 1 else (lat or [float("nan")]) * 99
             worst = lat[-1] if lat else float("nan")
             print(f"  {label}: SQS send -> ticket state: p50 {q[49]:.2f} s, p99 {q[98]:.2f} s, "
@@ -110,29 +127,32 @@ def steady(rate: float, seconds: float, pool: int = 100) -> None:
         stack.stop()
 
 
-def _revision(e: Any) -> tuple[str, str]:
-    from services.ingest.normalize import RawLocation, normalize
+def _queue_empty(stack: Stack) -> bool:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attrs = stack.sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=names)["Attributes"]
+    return all(int(attrs[n]) == 0 for n in names)
 
-    (a,) = normalize(json.dumps(e.body).encode(), raw=RawLocation("mem://", ""), received_at=BASE).alerts
-    return a["identity"], a["revision"]
 
-
-def _decided(stack: Stack) -> dict[tuple[str, str], float]:
-    """(identity, revision) -> when the ticket service first produced state for it."""
+def _counted(stack: Stack) -> dict[str, list[tuple[int, float]]]:
+    """identity -> [(occurrences, when the ticket service produced that state)], in order.
+    State is written once per key per batch, so one record can count several alerts."""
     from alertline.avro import SingleObjectCodec
     from alertline.testing.kafka import read_all
     from alertline.topics import topic
 
     codec = SingleObjectCodec()
-    out: dict[tuple[str, str], float] = {}
+    out: dict[str, list[tuple[int, float]]] = {}
     assert stack.bootstrap
     for m in read_all(stack.bootstrap, topic(stack.prefix, "tickets.state"), timeout=60):
         if m.value() is None:
             continue
         st = codec.decode("ticket_state", m.value())
-        key = (st["identity"], st.get("last_revision") or "")
-        out.setdefault(key, m.timestamp()[1] / 1000)
+        out.setdefault(st["identity"], []).append((st["occurrences"], m.timestamp()[1] / 1000))
     return out
+
+
+def _first(records: list[tuple[int, float]], occurrences: int) -> float | None:
+    return next((t for n, t in records if n >= occurrences), None)
 
 
 def burst(findings: int) -> None:

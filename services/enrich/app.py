@@ -71,7 +71,8 @@ def build(settings: EnrichSettings, clock: Clock = utcnow, resolver: Resolver | 
     resolver_ec2 = None
     if settings.ec2.enabled:
         e = settings.ec2
-        resolver_ec2 = Ec2Resolver(Ec2Config(e.endpoint_url, e.default_region, e.role_arn_template))
+        cfg = Ec2Config(e.endpoint_url, e.default_region, e.role_arn_template, cache_ttl_s=e.cache_ttl_s)
+        resolver_ec2 = Ec2Resolver(cfg)
     selection = settings.selection.selection()
     p = settings.probe
     exposure = Exposure(

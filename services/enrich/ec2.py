@@ -62,6 +62,7 @@ class Ec2Config:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     max_interfaces: int = 200
+    cache_ttl_s: float = 60.0  # a group's interfaces, reused across the alerts of a burst
 
 
 class Ec2Resolver:
@@ -73,6 +74,8 @@ class Ec2Resolver:
         )
         self._lock = threading.Lock()
         self._creds: dict[str, tuple[float, dict[str, str]]] = {}
+        self._clients: dict[tuple[str, str | None], tuple[float, Any]] = {}
+        self._results: dict[GroupRef, tuple[float, Resolution]] = {}
 
     def _credentials(self, account: str | None) -> dict[str, str]:
         if not self.cfg.role_arn_template or not account:
@@ -93,17 +96,41 @@ class Ec2Resolver:
             self._creds[account] = (time.monotonic() + 3000, creds)
         return creds
 
+    def _client(self, region: str, account: str | None) -> Any:
+        """One EC2 client per region and account (a boto3 client costs milliseconds to build),
+        renewed with the assumed role's credentials."""
+        key = (region, account if self.cfg.role_arn_template else None)
+        with self._lock:
+            hit = self._clients.get(key)
+            if hit and hit[0] > time.monotonic():
+                return hit[1]
+        client = self._session.client(
+            "ec2", region_name=region, endpoint_url=self.cfg.endpoint_url, config=self._botocfg,
+            **self._credentials(account),
+        )  # fmt: skip
+        with self._lock:
+            self._clients[key] = (time.monotonic() + 2400, client)  # inside the credentials' 3000 s
+        return client
+
     def resolve(self, ref: GroupRef) -> Resolution:
-        """Public addresses of every network interface using the group (instances, load balancers, ...)."""
+        """Public addresses of every network interface using the group (instances, load balancers, ...).
+        A success is reused for ``cache_ttl_s``: a burst of alerts about one group costs one call."""
+        with self._lock:
+            hit = self._results.get(ref)
+            if hit and hit[0] > time.monotonic():
+                return hit[1]
+        res = self._describe(ref)
+        if self.cfg.cache_ttl_s > 0:
+            with self._lock:
+                if len(self._results) >= 10_000:
+                    self._results.clear()
+                self._results[ref] = (time.monotonic() + self.cfg.cache_ttl_s, res)
+        return res
+
+    def _describe(self, ref: GroupRef) -> Resolution:
         region = ref.region or self.cfg.default_region
         try:
-            ec2 = self._session.client(
-                "ec2",
-                region_name=region,
-                endpoint_url=self.cfg.endpoint_url,
-                config=self._botocfg,
-                **self._credentials(ref.account),
-            )
+            ec2 = self._client(region, ref.account)
             pages = ec2.get_paginator("describe_network_interfaces").paginate(
                 Filters=[{"Name": "group-id", "Values": [ref.group_id]}]
             )

@@ -61,6 +61,7 @@ class Ec2Settings(BaseModel):
     endpoint_url: str | None = None
     default_region: str = "us-east-1"
     role_arn_template: str | None = Field(default=None, description="e.g. arn:aws:iam::{account}:role/alertline-enrich")
+    cache_ttl_s: float = Field(default=60.0, ge=0, description="Reuse a security group's interfaces this long.")
 
 
 class FeedSettings(BaseModel):

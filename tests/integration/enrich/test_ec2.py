@@ -10,7 +10,7 @@ from moto.server import ThreadedMotoServer
 
 from alertline.clock import FixedClock
 from services.enrich.domain import Selection
-from services.enrich.ec2 import Ec2Config, Ec2Resolver, GroupRef, group_ref
+from services.enrich.ec2 import Ec2Config, Ec2Resolver, GroupRef, ResolveError, group_ref
 from services.enrich.enrichers import Exposure
 from services.enrich.guard import Guard
 from services.enrich.probe import ProbeConfig, Prober
@@ -74,6 +74,25 @@ def test_security_group_resolves_to_the_public_addresses_of_its_interfaces(moto_
     assert by_addr[w["lb_public"]]["network_interface"] == w["lb"]
     assert res.interfaces == 3, "two instances and the standalone interface use the group"
     assert set(by_addr) == {w["public"], w["lb_public"]}, "the instance without a public address is not a target"
+
+
+def test_a_groups_interfaces_are_reused_within_the_cache_ttl_and_errors_are_not_cached(moto_url: str) -> None:
+    w = _world(moto_url)
+    ref = GroupRef(w["sg"], "us-east-1", "123456789012")
+    cached = Ec2Resolver(Ec2Config(endpoint_url=moto_url, cache_ttl_s=60))
+    fresh = Ec2Resolver(Ec2Config(endpoint_url=moto_url, cache_ttl_s=0))
+    before = {h.address for h in cached.resolve(ref).hosts}
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_url)
+    eip = ec2.allocate_address(Domain="vpc")
+    quiet_eni = ec2.describe_instances(InstanceIds=[w["quiet"]])["Reservations"][0]["Instances"][0]
+    ec2.associate_address(AllocationId=eip["AllocationId"],
+                          NetworkInterfaceId=quiet_eni["NetworkInterfaces"][0]["NetworkInterfaceId"])  # fmt: skip
+    assert {h.address for h in cached.resolve(ref).hosts} == before, "a burst about one group costs one call"
+    assert eip["PublicIp"] in {h.address for h in fresh.resolve(ref).hosts}
+    down = Ec2Resolver(Ec2Config(endpoint_url="http://127.0.0.1:9", connect_timeout_s=0.2, cache_ttl_s=60))
+    for _ in range(2):  # each attempt really tries: a failure is not remembered
+        with pytest.raises(ResolveError):
+            down.resolve(ref)
 
 
 def test_exposure_alert_on_a_group_plans_one_probe_per_public_address_and_port(moto_url: str) -> None:
