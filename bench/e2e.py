@@ -117,7 +117,7 @@ def steady(rate: float, seconds: float, pool: int = 100, per_event: int = 10) ->
             done = [(n, _first(counted.get(expect[n][0], []), expect[n][1])) for n in idx]
             lat = sorted(t - sent[n] for n, t in done if t is not None)
             missing = sum(1 for _, t in done if t is None)
-            q = statistics.quantiles(lat, n=100) if len(lat) > 1 else (lat or [float("nan")]) * 99
+            q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else (lat or [float("nan")]) * 99
             worst = lat[-1] if lat else float("nan")
             print(f"  {label}: SQS send -> ticket state: p50 {q[49]:.2f} s, p99 {q[98]:.2f} s, "
                   f"max {worst:.2f} s (n={len(lat)}, missing {missing}; goal p99 < 2 s)")  # fmt: skip

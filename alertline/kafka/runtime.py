@@ -156,7 +156,7 @@ class Runner:
             while not self._stop.is_set():
                 self._heartbeat = time.monotonic()
                 self._resume_due()
-                msgs = self._consumer.consume(self.rt.batch_size, self.rt.poll_timeout_s)
+                msgs = self._next_batch()
                 if msgs:
                     self._run_batch(msgs)
                 if self.stage.tick and time.monotonic() - self._last_tick >= self.stage.tick_interval_s:
@@ -170,6 +170,17 @@ class Runner:
                 self._producer.flush(10)
             self.http.stop()
             log.info("stopped")
+
+    def _next_batch(self) -> list[Message]:
+        """Wait up to ``poll_timeout_s`` for the first record, then at most ``batch_linger_s`` for
+        the rest of a batch: a trickle is handled at once instead of waiting out the poll
+        timeout for a batch that will not fill; under load the batch fills from the fetched
+        queue without waiting."""
+        assert self._consumer is not None
+        first = self._consumer.consume(1, self.rt.poll_timeout_s)
+        if not first or self.rt.batch_size == 1:
+            return first
+        return first + self._consumer.consume(self.rt.batch_size - 1, self.rt.batch_linger_s)
 
     def _live(self) -> bool:
         return time.monotonic() - self._heartbeat < 300
