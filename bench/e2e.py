@@ -5,7 +5,8 @@ steady: alerts arrive at a steady rate (default 100/s) through SQS, mostly recur
         answers after 50 ms; prints p50/p99 from source delivery (SQS send) to the ticket
         service's committed decision (after its GitHub calls), for all alerts, for those that
         wrote to GitHub, and for the rest.
-burst:  N new findings of one kind at once (a detector enabled org-wide) with the default
+burst:  N new Security Hub findings of one kind at once (a standard enabled org-wide; 50 per
+        EventBridge event, one SQS message each) with the default
         GitHub limits (80/min, 500/h) and storm grouping: time to drain, GitHub writes used,
         the most writes in any minute, issues created, and whether every finding is accounted
         for (an issue of its own or a line in a grouped issue).
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devtools.chaos import Event, guardduty, identity_of, securityhub
+from devtools.chaos import Event, identity_of, securityhub
 from devtools.stack import Stack
 
 MARKER = re.compile(r"<!-- alertline:v1 identity=(\S+)")
@@ -155,20 +156,17 @@ def _first(records: list[tuple[int, float]], occurrences: int) -> float | None:
     return next((t for n, t in records if n >= occurrences), None)
 
 
-def burst(findings: int) -> None:
+def burst(findings: int, per_event: int = 50) -> None:
     env = {"enrich": {"ALERTLINE_SCREENSHOT__ENABLED": "false"}, "ingest": {"ALERTLINE_INGEST__SQS__WAIT_S": "1"}}
     stack = _stack(env)
     try:
         t0 = time.monotonic()
-        batch = []
-        for n in range(findings):
-            batch.append(guardduty(n, 0).body)
-            if len(batch) == 500:
-                _send_batch(stack, batch)
-                batch = []
-        _send_batch(stack, batch)
+        for start in range(0, findings, per_event):  # one SQS message per event (256 KB at most)
+            ev = _hub_event([securityhub(n, True, 0) for n in range(start, min(findings, start + per_event))])
+            stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(ev))
         sent_s = time.monotonic() - t0
-        print(f"burst: {findings} findings sent to SQS in {sent_s:.0f} s")
+        print(f"burst: {findings} Security Hub findings ({per_event} per event) sent to SQS in {sent_s:.0f} s",
+              flush=True)  # fmt: skip
         last = None
 
         def drained() -> bool:
@@ -206,7 +204,7 @@ def _accounting(stack: Stack, findings: int, issues: list[Any]) -> None:
     """Every finding on an issue of its own, a grouped issue's line, or a grouped issue's count."""
     from services.ticket.text import parse_members
 
-    expected = {identity_of(guardduty(n, 0)) for n in range(findings)}
+    expected = {identity_of(securityhub(n, True, 0)) for n in range(findings)}
     own = {m[1] for i in issues for m in [MARKER.search(i.body or "")] if m}
     lines: set[str] = set()
     for i in issues:

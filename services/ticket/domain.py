@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -666,15 +666,28 @@ def _page_size(members: Sequence[GroupMember]) -> int:
     return sum(render.member_size(m["identity"], m["line"]) for m in members)
 
 
-def on_member(get: Any, ev: TicketEvent, now: datetime, policy: Policy) -> Plan:
-    """A storm member joined or changed: update its page (GitHub is written later, by the tick)."""
+def on_member(get: Any, ev: TicketEvent, now: datetime, policy: Policy,
+              where: Callable[[str, str], int | None] | None = None) -> Plan:  # fmt: skip
+    """A storm member joined or changed: update its page (GitHub is written later, by the tick).
+
+    ``where(ghash, identity)`` is the caller's index of members (page number, or None for "not
+    a member"): a hint, checked against that page; without it, or when the hint is wrong (a
+    batch was aborted after the index learned of it), every page is searched — a group of
+    100,000 would otherwise cost a search of all its members per event."""
     m = ev.get("member")
     if m is None or not ev.get("group_key"):
         return Plan(note="member event without a member")
     gk = ev["group_key"] or ""
     ghash = group_hash(gk)
     pages = pages_of(get, ghash)
-    for p in pages:
+    hint = where(ghash, m["identity"]) if where is not None else -1
+    if hint is None:
+        candidates: list[TicketState] = []
+    elif 1 <= hint <= len(pages) and any(x["identity"] == m["identity"] for x in pages[hint - 1]["members"]):
+        candidates = [pages[hint - 1]]
+    else:
+        candidates = pages
+    for p in candidates:
         for i, existing in enumerate(p["members"]):
             if existing["identity"] == m["identity"]:
                 st = _copy(p)

@@ -74,6 +74,8 @@ class TicketService:
         self.margin = margin
         self.max_tick_writes = max_tick_writes
         self._owned: dict[int, tuple[PartitionState, datetime]] = {}
+        # partition -> (its state object, group hash -> member identity -> page): see _where
+        self._members: dict[int, tuple[PartitionState, dict[str, dict[str, int]]]] = {}
         self._journal: OrderedDict[str, None] = OrderedDict()
 
     # ------------------------------------------------------------------ ownership
@@ -87,6 +89,25 @@ class TicketService:
             self._owned[ctx.partition] = held
             log.info("partition taken", extra={"partition": ctx.partition})
         return held[1]
+
+    def _member_index(self, ctx: Context) -> dict[str, dict[str, int]]:
+        """Which page each storm member is on, per group, for this assignment of the partition
+        (a new PartitionState object starts a new index)."""
+        held = self._members.get(ctx.partition)
+        if held is None or held[0] is not ctx.state:
+            held = (ctx.state, {})
+            self._members[ctx.partition] = held
+        return held[1]
+
+    @staticmethod
+    def _where(index: dict[str, dict[str, int]], ctx: Context) -> Callable[[str, str], int | None]:
+        def where(ghash: str, identity: str) -> int | None:
+            if ghash not in index:  # first event of this group here: learn its pages once
+                pages = domain.pages_of(ctx.state.get, ghash)
+                index[ghash] = {m["identity"]: p["page"] for p in pages for m in p["members"]}
+            return index[ghash].get(identity)
+
+        return where
 
     def _journaled(self, key: str) -> bool:
         return key in self._journal
@@ -137,8 +158,12 @@ class TicketService:
             raise BadInput(f"record key {rec.key_str!r} is not the event key {ev['key']!r}")
         now = ctx.now()
         if ev["kind"] == "member":
-            plan = domain.on_member(ctx.state.get, ev, now, self.policy)
+            index = self._member_index(ctx)
+            plan = domain.on_member(ctx.state.get, ev, now, self.policy, self._where(index, ctx))
             key = plan.state["identity"] if plan.state else ev["key"]
+            member = ev.get("member")
+            if plan.state is not None and member is not None and ev.get("group_key"):
+                index.setdefault(domain.group_hash(ev["group_key"] or ""), {})[member["identity"]] = plan.state["page"]
         elif ev["kind"] == "human":
             key = ev["key"]
             if ev.get("page"):

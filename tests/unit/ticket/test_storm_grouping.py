@@ -94,6 +94,23 @@ def test_members_fill_pages_and_a_full_page_continues_on_the_next() -> None:
     assert all(grp.state[k]["dirty_since"] is not None for k in pages)
 
 
+def test_a_member_index_finds_members_and_a_wrong_hint_falls_back_to_searching_every_page() -> None:
+    ids, grp, eas = _group(120)
+    (m,) = ids.alert(revision(eas[10], "r2", status="resolved")).members  # on page 1
+    ev = {"kind": "member", "key": m.key, "repository": m.repository, "group_key": m.group_key,
+          "group_title": m.group_title, "member": m.member, "observed_at": T0, "action": "update"}  # fmt: skip
+    before = {k: len(v["members"]) for k, v in grp.state.items() if k.startswith("group:")}
+    for hint in (1, 3, None):  # right, wrong (after an aborted batch), "not a member" - the last must be trusted
+        plan = domain.on_member(grp.get, ev, T0, POLICY, lambda g, i, h=hint: h)  # type: ignore[arg-type,misc]
+        assert plan.state is not None
+        if hint is None:
+            assert plan.state["page"] == 3 and len(plan.state["members"]) == 21
+        else:
+            assert plan.state["page"] == 1 and len(plan.state["members"]) == before[plan.state["identity"]]
+            (row,) = [x for x in plan.state["members"] if x["identity"] == m.member["identity"]]
+            assert row["resolved"]
+
+
 def _flush(grp: Partition, key: str, now: Any, number: int = 500) -> domain.Plan:
     plan = domain.flush_page(grp.state[key], now)
     st = plan.state
