@@ -19,6 +19,7 @@ import os
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,6 +124,243 @@ def fingerprint_of(schema: Any) -> bytes:
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # fastavro gives the little-endian bytes
 
 
+# ---------------------------------------------------------------- fast writer
+# fastavro's Cython writer spends most of an alert's encode time choosing union branches (it
+# validates the value against each branch) and dispatching on the schema per field.
+# ``compile_writer`` turns a parsed schema into straight-line Python (one function per
+# record type) that writes the common, unambiguous values -- exact Python types: str, int,
+# bool, float, bytes, dict, list, aware datetime; unions of null and one other type -- byte
+# for byte as fastavro does. Anything else raises ``_Unsure`` and that record is written by
+# fastavro instead, so fastavro's output and errors stay the reference.
+Writer = Callable[[bytearray, Any], None]
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Unsure(Exception):
+    """The fast writer does not handle this value exactly as fastavro would: use fastavro."""
+
+
+# What a compiled writer raises on a value outside its exact domain (a missing field is a
+# KeyError: fastavro applies defaults; a lone surrogate fails to encode: fastavro decides).
+_FALL_BACK = (_Unsure, KeyError, UnicodeEncodeError)
+
+
+def _varint(out: bytearray, n: int) -> None:
+    """Zig-zag variable-length long; the caller has checked the 64-bit range."""
+    z = (n << 1) ^ (n >> 63)
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+
+
+def _timestamp_millis(out: bytearray, v: Any) -> None:
+    if type(v) is datetime and v.tzinfo is not None:
+        n = (v - _EPOCH) // _MILLISECOND
+    elif type(v) is int:
+        n = v
+    else:
+        raise _Unsure  # e.g. a naive datetime, which fastavro reads as local time
+    if not _INT64[0] <= n <= _INT64[1]:
+        raise _Unsure
+    _varint(out, n)
+
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+class _Gen:
+    """Generates the writer source: ``emit(schema, var)`` writes the value held in ``var``."""
+
+    def __init__(self, named: Mapping[str, Any]) -> None:
+        self.named = named
+        self.functions: dict[str, str] = {}  # record full name -> function name
+        self.sources: list[str] = []
+        self.consts: dict[str, Any] = {}
+        self.n = 0
+
+    def var(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def const(self, value: Any) -> str:
+        name = self.var("_c")
+        self.consts[name] = value
+        return name
+
+    def record(self, s: Mapping[str, Any]) -> str:
+        """The name of the function writing record ``s`` (generated once per record type)."""
+        full = s["name"]
+        if full in self.functions:
+            return self.functions[full]
+        fn = self.functions[full] = self.var("_record")
+        body = ["if type(v) is not dict:", "    raise _Unsure"]
+        for f in s["fields"]:
+            x = self.var("x")
+            body.append(f"{x} = v[{f['name']!r}]")
+            body += self.emit(f["type"], x)
+        self.sources.append(f"def {fn}(out, v):\n" + "".join(f"    {line}\n" for line in body))
+        return fn
+
+    def emit(self, s: Any, x: str) -> list[str]:
+        if isinstance(s, str):
+            if s in _PRIMITIVE_CODE:
+                return [line.format(x=x) for line in _PRIMITIVE_CODE[s]]
+            if s in self.named:
+                return [f"{self.record_or_other(self.named[s])}(out, {x})"]
+            raise _Unsure
+        if isinstance(s, list):
+            return self.union(s, x)
+        if not isinstance(s, dict):
+            raise _Unsure
+        t = s.get("type")
+        logical = s.get("logicalType")
+        if logical is not None:
+            if logical == "timestamp-millis" and t == "long":
+                return [f"_timestamp_millis(out, {x})"]
+            raise _Unsure
+        if t in _PRIMITIVE_CODE:
+            return self.emit(t, x)
+        if t in ("record", "enum", "fixed"):
+            return [f"{self.record_or_other(s)}(out, {x})"]
+        if t == "array":
+            y = self.var("y")
+            items = self.emit(s["items"], y)
+            return [
+                f"if type({x}) is not list:",
+                "    raise _Unsure",
+                f"if {x}:",
+                f"    _varint(out, len({x}))",
+                f"    for {y} in {x}:",
+                *(f"        {line}" for line in items),
+                "out.append(0)",
+            ]
+        if t == "map":
+            k, y = self.var("k"), self.var("y")
+            values = self.emit(s["values"], y)
+            return [
+                f"if type({x}) is not dict:",
+                "    raise _Unsure",
+                f"if {x}:",
+                f"    _varint(out, len({x}))",
+                f"    for {k}, {y} in {x}.items():",
+                *(f"        {line}" for line in self.emit("string", k)),
+                *(f"        {line}" for line in values),
+                "out.append(0)",
+            ]
+        raise _Unsure
+
+    def record_or_other(self, s: Mapping[str, Any]) -> str:
+        t = s["type"]
+        if t == "record":
+            return self.record(s)
+        if t == "enum":
+            index = self.const({sym: i for i, sym in enumerate(s["symbols"])})
+            fn = self.var("_enum")
+            self.sources.append(
+                f"def {fn}(out, v):\n"
+                f"    if type(v) is not str or v not in {index}:\n        raise _Unsure\n"
+                f"    out.append({index}[v] << 1) if {index}[v] < 64 else _varint(out, {index}[v])\n"
+            )
+            return fn
+        if t == "fixed":
+            fn = self.var("_fixed")
+            size = int(s["size"])
+            self.sources.append(
+                f"def {fn}(out, v):\n"
+                f"    if type(v) is not bytes or len(v) != {size}:\n        raise _Unsure\n"
+                "    out += v\n"
+            )
+            return fn
+        raise _Unsure
+
+    def union(self, branches: list[Any], x: str) -> list[str]:
+        # Only null + one other type: a value is then None or must be the other branch,
+        # whatever order fastavro tries them in.
+        if len(branches) != 2 or "null" not in branches or branches[0] == branches[1]:
+            raise _Unsure
+        null_index = branches.index("null")
+        other = self.emit(branches[1 - null_index], x)
+        return [
+            f"if {x} is None:",
+            f"    out.append({null_index << 1})",
+            "else:",
+            f"    out.append({(1 - null_index) << 1})",
+            *(f"    {line}" for line in other),
+        ]
+
+
+# Code writing a primitive held in ``{x}`` (checks first, so a wrong type falls back).
+_PRIMITIVE_CODE: dict[str, list[str]] = {
+    "null": ["if {x} is not None:", "    raise _Unsure"],
+    "boolean": [
+        "if {x} is True:",
+        "    out.append(1)",
+        "elif {x} is False:",
+        "    out.append(0)",
+        "else:",
+        "    raise _Unsure",
+    ],
+    "int": [
+        "if type({x}) is not int:",
+        "    raise _Unsure",
+        "if 0 <= {x} < 64:",
+        "    out.append({x} << 1)",
+        f"elif {_INT32[0]} <= {{x}} <= {_INT32[1]}:",
+        "    _varint(out, {x})",
+        "else:",
+        "    raise _Unsure",
+    ],
+    "long": [
+        "if type({x}) is not int:",
+        "    raise _Unsure",
+        "if 0 <= {x} < 64:",
+        "    out.append({x} << 1)",
+        f"elif {_INT64[0]} <= {{x}} <= {_INT64[1]}:",
+        "    _varint(out, {x})",
+        "else:",
+        "    raise _Unsure",
+    ],
+    "double": ["if type({x}) is not float:", "    raise _Unsure", "out += _DOUBLE({x})"],
+    "string": [
+        "if type({x}) is not str:",
+        "    raise _Unsure",
+        "{x} = {x}.encode()",
+        "if len({x}) < 64:",
+        "    out += _SHORT[len({x})]",
+        "else:",
+        "    _varint(out, len({x}))",
+        "out += {x}",
+    ],
+    "bytes": ["if type({x}) is not bytes:", "    raise _Unsure", "_varint(out, len({x}))", "out += {x}"],
+}
+
+
+def compile_writer(schema: Any) -> Writer | None:
+    """A fast writer for a schema parsed by fastavro (``parse_schema``), or None when the
+    schema uses something it does not cover (then fastavro writes every record)."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    gen = _Gen(schema.get("__named_schemas", {}))
+    try:
+        top = gen.record(schema)
+    except _Unsure:
+        return None
+    namespace: dict[str, Any] = {
+        "_Unsure": _Unsure,
+        "_varint": _varint,
+        "_timestamp_millis": _timestamp_millis,
+        "_DOUBLE": struct.Struct("<d").pack,
+        "_SHORT": tuple(bytes([n << 1]) for n in range(64)),  # lengths under 64: one byte
+        **gen.consts,
+    }
+    exec(compile("".join(gen.sources), f"<avro writer for {schema['name']}>", "exec"), namespace)  # noqa: S102
+    writer: Writer = namespace[top]
+    return writer
+
+
 @dataclass(frozen=True)
 class _Known:
     name: str
@@ -148,12 +386,14 @@ class SingleObjectCodec:
             raise ConfigError(f"no Avro schemas found in {directory}")
         self._sources = current
         self._writers: dict[str, Any] = {}
+        self._fast: dict[str, Writer | None] = {}
         self._prefix: dict[str, bytes] = {}
         self._by_fp: dict[bytes, _Known] = {}
         for name, schema in current.items():
             parsed = parse_schema(schema, _force=True)
             fp = fingerprint_of(schema)
             self._writers[name] = parsed
+            self._fast[name] = compile_writer(parsed)
             self._prefix[name] = MAGIC + fp
             self._by_fp[fp] = _Known(name, parsed)
         released = directory / "released"
@@ -190,6 +430,15 @@ class SingleObjectCodec:
         return known
 
     def encode(self, name: str, value: Mapping[str, Any], topic: str = "") -> bytes:
+        fast = self._fast.get(name)
+        if fast is not None:
+            out = bytearray(self._prefix[name])
+            try:
+                fast(out, value)
+            except _FALL_BACK:
+                pass  # fastavro below writes it, or raises its own error
+            else:
+                return bytes(out)
         buf = io.BytesIO()
         buf.write(self._prefix[name])
         fastavro.schemaless_writer(buf, self.schema(name), value)
