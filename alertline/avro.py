@@ -156,6 +156,12 @@ def _varint(out: bytearray, n: int) -> None:
     out.append(z)
 
 
+def _long(n: int) -> bytes:
+    out = bytearray()
+    _varint(out, n)
+    return bytes(out)
+
+
 def _timestamp_millis(out: bytearray, v: Any) -> None:
     if type(v) is datetime and v.tzinfo is not None:
         n = (v - _EPOCH) // _MILLISECOND
@@ -232,7 +238,7 @@ class _Gen:
                 f"if type({x}) is not list:",
                 "    raise _Unsure",
                 f"if {x}:",
-                f"    _varint(out, len({x}))",
+                f"    out += _SHORT[len({x})] if len({x}) < 64 else _long(len({x}))",
                 f"    for {y} in {x}:",
                 *(f"        {line}" for line in items),
                 "out.append(0)",
@@ -244,7 +250,7 @@ class _Gen:
                 f"if type({x}) is not dict:",
                 "    raise _Unsure",
                 f"if {x}:",
-                f"    _varint(out, len({x}))",
+                f"    out += _SHORT[len({x})] if len({x}) < 64 else _long(len({x}))",
                 f"    for {k}, {y} in {x}.items():",
                 *(f"        {line}" for line in self.emit("string", k)),
                 *(f"        {line}" for line in values),
@@ -351,6 +357,7 @@ def compile_writer(schema: Any) -> Writer | None:
     namespace: dict[str, Any] = {
         "_Unsure": _Unsure,
         "_varint": _varint,
+        "_long": _long,
         "_timestamp_millis": _timestamp_millis,
         "_DOUBLE": struct.Struct("<d").pack,
         "_SHORT": tuple(bytes([n << 1]) for n in range(64)),  # lengths under 64: one byte

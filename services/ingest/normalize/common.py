@@ -3,13 +3,13 @@ timestamps, severity scale and the alert builder. Pure and allocation-light (hot
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import re
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any
 
 from alertline.errors import NormalizeError
@@ -83,7 +83,7 @@ def scalar_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
         return short(v, limit)
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int | float) and not (isinstance(v, float) and not math.isfinite(v)):
+    if isinstance(v, (int, float)) and not (isinstance(v, float) and not math.isfinite(v)):
         return str(v)
     return None
 
@@ -164,11 +164,18 @@ def str_map(v: Any, limit_items: int = MAX_TAGS, limit_len: int = ATTRIBUTE_LIMI
     """A string->string map (tags) from an object, bounded and made safe."""
     if not isinstance(v, dict) or not v:
         return {}
-    if len(v) <= limit_items and all(
-        type(k) is str and type(x) is str and 0 < len(k) <= 256 and 0 < len(x) <= limit_len and (k + x).isprintable()
-        for k, x in v.items()
-    ):
-        return dict(v)  # the usual case: short printable tags, nothing to clean
+    if len(v) <= limit_items:
+        for k, x in v.items():
+            if not (
+                type(k) is str
+                and type(x) is str
+                and 0 < len(k) <= 256
+                and 0 < len(x) <= limit_len
+                and (k + x).isprintable()
+            ):
+                break
+        else:
+            return dict(v)  # the usual case: short printable tags, nothing to clean
     out: dict[str, str] = {}
     for k, val in v.items():
         if len(out) >= limit_items:
@@ -380,7 +387,7 @@ def parse_time(v: Any) -> datetime | None:
                 dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
         except (ValueError, OverflowError):  # not ISO-8601, or an offset past year 1/9999
             return None
-    elif isinstance(v, int | float) and not isinstance(v, bool):
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
         if not math.isfinite(v) or not (0 <= v < 253402300800000):
             return None
         dt = datetime.fromtimestamp(int(v) / 1000, UTC)
@@ -393,7 +400,7 @@ def parse_time(v: Any) -> datetime | None:
 def raw_time(v: Any) -> str | None:
     if isinstance(v, str):
         return short(v, 64)
-    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
         return str(v)
     return None
 
@@ -430,9 +437,11 @@ def severity(label: str, score: float | None, source_label: str | None, source_s
 
 
 def number(v: Any) -> float | None:
+    if type(v) is float:
+        return v if math.isfinite(v) else None
     if isinstance(v, bool):
         return None
-    if isinstance(v, int | float):
+    if isinstance(v, (int, float)):
         f = float(v)
         return f if math.isfinite(f) else None
     if isinstance(v, str) and len(v) < 32:
@@ -471,6 +480,11 @@ def attributes(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
     for k, v in pairs:
         if len(out) >= MAX_ATTRIBUTES:
             break
+        if type(v) is str and v and len(v) <= ATTRIBUTE_LIMIT and v.isprintable():
+            out[k] = v  # the usual case, as scalar_str would keep it
+            continue
+        if v is None:
+            continue
         if isinstance(v, list):
             v = ";".join(x for x in v if isinstance(x, str)) or None
         s = scalar_str(v, ATTRIBUTE_LIMIT)
@@ -483,9 +497,9 @@ def revision(identity: str, *parts: str | float | None, status_raw: Mapping[str,
     """Fingerprint of one version of a finding, as the source versions it: its identity,
     its own last-updated value, its status fields and severity. A redelivery of the same
     version gives the same revision whatever envelope carried it."""
-    text = "\x00".join(["-" if p is None else str(p) for p in (identity, *parts)])
-    text += "\x01" + "\x01".join(f"{k}={status_raw[k]}" for k in sorted(status_raw))
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+    text = "\x00".join([identity, *["-" if p is None else p if type(p) is str else str(p) for p in parts]])
+    text += "\x01" + "\x01".join([f"{k}={v}" for k, v in sorted(status_raw.items())])
+    return sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def build(
