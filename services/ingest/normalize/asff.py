@@ -160,8 +160,12 @@ def _severity(f: dict[str, Any]) -> Any:
 
 
 def _world_in(ranges: Any, key: str, cidr: str) -> bool:
-    # Ranges may carry a Description next to the CIDR, so the exact-dict test above can miss.
-    return isinstance(ranges, list) and any(isinstance(r, dict) and r.get(key) == cidr for r in ranges)
+    # Ranges may carry a Description next to the CIDR: look at the CIDR key only.
+    if isinstance(ranges, list):
+        for r in ranges:
+            if isinstance(r, dict) and r.get(key) == cidr:
+                return True
+    return False
 
 
 def _open_ports(sg: dict[str, Any], ev: Evidence) -> None:
@@ -169,11 +173,9 @@ def _open_ports(sg: dict[str, Any], ev: Evidence) -> None:
     for perm in as_list(sg.get("IpPermissions")):
         if not isinstance(perm, dict):
             continue
-        v4, v6 = perm.get("IpRanges"), perm.get("Ipv6Ranges")
-        world = (isinstance(v4, list) and {"CidrIp": "0.0.0.0/0"} in v4) or (
-            isinstance(v6, list) and {"CidrIpv6": "::/0"} in v6
-        )
-        if not world and not _world_in(v4, "CidrIp", "0.0.0.0/0") and not _world_in(v6, "CidrIpv6", "::/0"):
+        if not _world_in(perm.get("IpRanges"), "CidrIp", "0.0.0.0/0") and not _world_in(
+            perm.get("Ipv6Ranges"), "CidrIpv6", "::/0"
+        ):
             continue
         if perm.get("IpProtocol") in ("-1", -1, "all"):
             lo, hi = 0, 65535

@@ -219,15 +219,14 @@ _INTERNAL_V6 = tuple(map(ipaddress.IPv6Network, ("::/128", "::1/128", "fc00::/7"
 _IP_PLACEHOLDERS = frozenset({"", "private", "gce-internal-ip", "aws internal", "unknown", "n/a", "-"})
 
 
-# First octets that can start an internal range; any other IPv4 address is external at once.
-_MAYBE_INTERNAL_V4 = frozenset(range(224, 256)) | {0, 10, 100, 127, 169, 172, 192}
+# Every internal range is a /16 or wider, so the first two octets decide: the table holds
+# each internal 16-bit prefix (a set lookup instead of a scan of the ranges).
+assert all(lo & 0xFFFF == 0 and hi & 0xFFFF == 0xFFFF for lo, hi in _INTERNAL_V4)
+_INTERNAL_V4_PREFIXES = frozenset(p for lo, hi in _INTERNAL_V4 for p in range(lo >> 16, (hi >> 16) + 1))
 
 
 def _v4_external(packed: bytes) -> bool:
-    if packed[0] not in _MAYBE_INTERNAL_V4:
-        return True
-    n = int.from_bytes(packed, "big")
-    return all(not lo <= n <= hi for lo, hi in _INTERNAL_V4)
+    return (packed[0] << 8 | packed[1]) not in _INTERNAL_V4_PREFIXES
 
 
 def address(s: str) -> Addr | None:
@@ -324,6 +323,8 @@ class Evidence:
         self._ports: dict[int, None] = {}
 
     def actor_ip(self, v: Any, field: str) -> None:
+        if v is None:  # the usual absent field: no call
+            return
         a = parse_ip(v, field)
         if a is not None:
             self.actor_address(a)
@@ -333,6 +334,8 @@ class Evidence:
             self._actor_ips[a[0]] = a[1]
 
     def own_ip(self, v: Any, field: str) -> None:
+        if v is None:  # the usual absent field: no call
+            return
         a = parse_ip(v, field)
         if a is not None:
             self.own_address(a)
@@ -342,6 +345,8 @@ class Evidence:
             self._own[a[0]] = None
 
     def domain(self, v: Any) -> None:
+        if v is None:
+            return
         d = domain(v)
         if d is not None and len(self._domains) < MAX_INDICATORS:
             self._domains[d] = None
@@ -351,6 +356,8 @@ class Evidence:
             self._users[short(v.strip(), 256)] = None
 
     def port(self, v: Any) -> None:
+        if v is None:
+            return
         p = port(v)
         if p is not None and len(self._ports) < MAX_PORTS:
             self._ports[p] = None
