@@ -150,6 +150,18 @@ _FALL_BACK = (_Unsure, KeyError, UnicodeEncodeError)
 def _varint(out: bytearray, n: int) -> None:
     """Zig-zag variable-length long; the caller has checked the 64-bit range."""
     z = (n << 1) ^ (n >> 63)
+    if 0x7FFFFFFFF < z <= 0x3FFFFFFFFFF:  # six bytes: every millisecond time from 1971 to 2109
+        out += bytes(
+            (
+                z & 0x7F | 0x80,
+                z >> 7 & 0x7F | 0x80,
+                z >> 14 & 0x7F | 0x80,
+                z >> 21 & 0x7F | 0x80,
+                z >> 28 & 0x7F | 0x80,
+                z >> 35,
+            )
+        )
+        return
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
         z >>= 7
