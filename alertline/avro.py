@@ -150,7 +150,7 @@ _FALL_BACK = (_Unsure, KeyError, UnicodeEncodeError)
 def _varint(out: bytearray, n: int) -> None:
     """Zig-zag variable-length long; the caller has checked the 64-bit range."""
     z = (n << 1) ^ (n >> 63)
-    if 0x7FFFFFFFF < z <= 0x3FFFFFFFFFF:  # six bytes: every millisecond time from 1971 to 2109
+    if 0x7FFFFFFFF < z <= 0x3FFFFFFFFFF:  # six bytes: millisecond times from mid-1970 to 2039
         out += bytes(
             (
                 z & 0x7F | 0x80,
@@ -174,19 +174,23 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
-def _timestamp_millis(out: bytearray, v: Any) -> None:
-    if type(v) is datetime and v.tzinfo is not None:
-        n = (v - _EPOCH) // _MILLISECOND
-    elif type(v) is int:
-        n = v
-    else:
-        raise _Unsure  # e.g. a naive datetime, which fastavro reads as local time
-    if not _INT64[0] <= n <= _INT64[1]:
-        raise _Unsure
-    _varint(out, n)
+# The encoded lengths (and block counts) most strings and collections have, ready-made.
+_LENGTHS = tuple(_long(n) for n in range(4096))
 
 
 _MILLISECOND = timedelta(milliseconds=1)
+# Code writing a timestamp-millis held in ``{x}``: an aware datetime or an int, as fastavro
+# takes them (a naive datetime is local time to fastavro: it decides).
+_TIMESTAMP_MILLIS_CODE = [
+    "if type({x}) is _datetime and {x}.tzinfo is not None:",
+    "    {x} = ({x} - _EPOCH) // _MILLISECOND",
+    "elif type({x}) is not int:",
+    "    raise _Unsure",
+    f"if {_INT64[0]} <= {{x}} <= {_INT64[1]}:",
+    "    _varint(out, {x})",
+    "else:",
+    "    raise _Unsure",
+]
 
 
 class _Gen:
@@ -237,7 +241,7 @@ class _Gen:
         logical = s.get("logicalType")
         if logical is not None:
             if logical == "timestamp-millis" and t == "long":
-                return [f"_timestamp_millis(out, {x})"]
+                return [line.format(x=x) for line in _TIMESTAMP_MILLIS_CODE]
             raise _Unsure
         if t in _PRIMITIVE_CODE:
             return self.emit(t, x)
@@ -250,7 +254,7 @@ class _Gen:
                 f"if type({x}) is not list:",
                 "    raise _Unsure",
                 f"if {x}:",
-                f"    out += _SHORT[len({x})] if len({x}) < 64 else _long(len({x}))",
+                f"    out += _LENGTH[len({x})] if len({x}) < 4096 else _long(len({x}))",
                 f"    for {y} in {x}:",
                 *(f"        {line}" for line in items),
                 "out.append(0)",
@@ -262,7 +266,7 @@ class _Gen:
                 f"if type({x}) is not dict:",
                 "    raise _Unsure",
                 f"if {x}:",
-                f"    out += _SHORT[len({x})] if len({x}) < 64 else _long(len({x}))",
+                f"    out += _LENGTH[len({x})] if len({x}) < 4096 else _long(len({x}))",
                 f"    for {k}, {y} in {x}.items():",
                 *(f"        {line}" for line in self.emit("string", k)),
                 *(f"        {line}" for line in values),
@@ -346,8 +350,8 @@ _PRIMITIVE_CODE: dict[str, list[str]] = {
         "if type({x}) is not str:",
         "    raise _Unsure",
         "{x} = {x}.encode()",
-        "if len({x}) < 64:",
-        "    out += _SHORT[len({x})]",
+        "if len({x}) < 4096:",
+        "    out += _LENGTH[len({x})]",
         "else:",
         "    _varint(out, len({x}))",
         "out += {x}",
@@ -370,9 +374,11 @@ def compile_writer(schema: Any) -> Writer | None:
         "_Unsure": _Unsure,
         "_varint": _varint,
         "_long": _long,
-        "_timestamp_millis": _timestamp_millis,
+        "_datetime": datetime,
+        "_EPOCH": _EPOCH,
+        "_MILLISECOND": _MILLISECOND,
         "_DOUBLE": struct.Struct("<d").pack,
-        "_SHORT": tuple(bytes([n << 1]) for n in range(64)),  # lengths under 64: one byte
+        "_LENGTH": _LENGTHS,
         **gen.consts,
     }
     exec(compile("".join(gen.sources), f"<avro writer for {schema['name']}>", "exec"), namespace)  # noqa: S102
