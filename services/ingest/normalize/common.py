@@ -373,10 +373,12 @@ class Evidence:
         own = self._own
         # The resource's own address is never an actor, nor is an internal address.
         return {
-            "ips": [s for s, external in self._actor_ips.items() if external and s not in own],
+            "ips": [s for s, external in self._actor_ips.items() if external and s not in own]
+            if self._actor_ips
+            else [],
             "domains": list(self._domains),
             "users": list(self._users),
-            "ports": sorted(self._ports),
+            "ports": sorted(self._ports) if self._ports else [],
         }
 
 
@@ -509,6 +511,20 @@ def revision(identity: str, *parts: str | float | None, status_raw: Mapping[str,
     return sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
 
 
+def _revision(
+    identity: str, a: str | None, b: str | None, c: float | None, d: str | None, status_raw: Mapping[str, str]
+) -> str:
+    """``revision(identity, a, b, c, d, status_raw=status_raw)`` for the alert builder, without
+    the variadic packing (an f-string formats a value as ``str`` does)."""
+    text = (
+        f"{identity}\x00{'-' if a is None else a}\x00{'-' if b is None else b}"
+        f"\x00{'-' if c is None else c}\x00{'-' if d is None else d}\x01"
+    )
+    if status_raw:
+        text += "\x01".join([f"{k}={status_raw[k]}" for k in sorted(status_raw)])
+    return sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+
+
 def build(
     *,
     source: str,
@@ -557,13 +573,8 @@ def build(
     return {
         "identity": identity,
         "source_id": source_id,
-        "revision": revision(
-            identity,
-            updated_raw_s,
-            sev["source_label"],
-            sev["source_score"],
-            version_hint,
-            status_raw=status_raw,
+        "revision": _revision(
+            identity, updated_raw_s, sev["source_label"], sev["source_score"], version_hint, status_raw
         ),
         "provider": provider,
         "product": product,
