@@ -132,10 +132,15 @@ def fingerprint_of(schema: Any) -> bytes:
 # bool, float, bytes, dict, list, aware datetime; unions of null and one other type -- byte
 # for byte as fastavro does. Anything else raises ``_Unsure`` and that record is written by
 # fastavro instead, so fastavro's output and errors stay the reference.
-Writer = Callable[[bytearray, Any], None]
+#
+# The output is collected as text pieces in which every character stands for one byte
+# (Latin-1), joined and encoded once at the end: ASCII strings -- nearly all of them -- go in
+# as they are, without an encode and a bytes object each.
+Writer = Callable[[list[str], Any], None]
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 class _Unsure(Exception):
@@ -147,11 +152,11 @@ class _Unsure(Exception):
 _FALL_BACK = (_Unsure, KeyError, UnicodeEncodeError)
 
 
-def _varint(out: bytearray, n: int) -> None:
-    """Zig-zag variable-length long; the caller has checked the 64-bit range."""
+def _long(n: int) -> str:
+    """Zig-zag variable-length long (as Latin-1 text); the caller has checked the 64-bit range."""
     z = (n << 1) ^ (n >> 63)
     if 0x7FFFFFFFF < z <= 0x3FFFFFFFFFF:  # six bytes: millisecond times from mid-1970 to 2039
-        out += bytes(
+        return bytes(
             (
                 z & 0x7F | 0x80,
                 z >> 7 & 0x7F | 0x80,
@@ -160,34 +165,68 @@ def _varint(out: bytearray, n: int) -> None:
                 z >> 28 & 0x7F | 0x80,
                 z >> 35,
             )
-        )
-        return
+        ).decode("latin-1")
+    out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
         z >>= 7
     out.append(z)
+    return out.decode("latin-1")
 
 
-def _long(n: int) -> bytes:
-    out = bytearray()
-    _varint(out, n)
-    return bytes(out)
-
-
-# The encoded lengths (and block counts) most strings and collections have, ready-made.
+# The encoded lengths (and small non-negative ints) most values have, ready-made.
 _LENGTHS = tuple(_long(n) for n in range(4096))
 
 
-_MILLISECOND = timedelta(milliseconds=1)
-# Code writing a timestamp-millis held in ``{x}``: an aware datetime or an int, as fastavro
-# takes them (a naive datetime is local time to fastavro: it decides).
+def _int_code(lo: int, hi: int) -> list[str]:
+    return [
+        "if type({x}) is not int:",
+        "    raise _Unsure",
+        "if 0 <= {x} < 4096:",
+        "    out.append(_LENGTH[{x}])",
+        f"elif {lo} <= {{x}} <= {hi}:",
+        "    out.append(_long({x}))",
+        "else:",
+        "    raise _Unsure",
+    ]
+
+
+# Code writing a primitive held in ``{x}`` (checks first, so a wrong type falls back).
+_PRIMITIVE_CODE: dict[str, list[str]] = {
+    "null": ["if {x} is not None:", "    raise _Unsure"],
+    "boolean": [
+        "if {x} is True:",
+        "    out.append('\\x01')",
+        "elif {x} is False:",
+        "    out.append('\\x00')",
+        "else:",
+        "    raise _Unsure",
+    ],
+    "int": _int_code(*_INT32),
+    "long": _int_code(*_INT64),
+    "double": ["if type({x}) is not float:", "    raise _Unsure", "out.append(_DOUBLE({x}).decode('latin-1'))"],
+    "string": [
+        "if type({x}) is not str:",
+        "    raise _Unsure",
+        "if not {x}.isascii():",
+        "    {x} = {x}.encode().decode('latin-1')  # its UTF-8 bytes, one character each",
+        "out += (_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})), {x})",
+    ],
+    "bytes": [
+        "if type({x}) is not bytes:",
+        "    raise _Unsure",
+        "out += (_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})), {x}.decode('latin-1'))",
+    ],
+}
+# A timestamp-millis: an aware datetime or an int, as fastavro takes them (a naive datetime
+# is local time to fastavro: it decides).
 _TIMESTAMP_MILLIS_CODE = [
     "if type({x}) is _datetime and {x}.tzinfo is not None:",
     "    {x} = ({x} - _EPOCH) // _MILLISECOND",
     "elif type({x}) is not int:",
     "    raise _Unsure",
     f"if {_INT64[0]} <= {{x}} <= {_INT64[1]}:",
-    "    _varint(out, {x})",
+    "    out.append(_long({x}))",
     "else:",
     "    raise _Unsure",
 ]
@@ -198,7 +237,7 @@ class _Gen:
 
     def __init__(self, named: Mapping[str, Any]) -> None:
         self.named = named
-        self.functions: dict[str, str] = {}  # record full name -> function name
+        self.functions: dict[str, str] = {}  # full name -> function name
         self.sources: list[str] = []
         self.consts: dict[str, Any] = {}
         self.n = 0
@@ -207,31 +246,54 @@ class _Gen:
         self.n += 1
         return f"{prefix}{self.n}"
 
+    def function(self, full: str, body: list[str]) -> str:
+        fn = self.functions[full]
+        self.sources.append(f"def {fn}(out, v):\n" + "".join(f"    {line}\n" for line in body))
+        return fn
+
+    def named_type(self, s: Mapping[str, Any]) -> str:
+        """The name of the function writing named type ``s`` (generated once per type)."""
+        full = s["name"]
+        if full in self.functions:
+            return self.functions[full]
+        t = s["type"]
+        self.functions[full] = self.var(f"_{t}")
+        if t == "record":
+            body = ["if type(v) is not dict:", "    raise _Unsure"]
+            for f in s["fields"]:
+                x = self.var("x")
+                body.append(f"{x} = v[{f['name']!r}]")
+                body += self.emit(f["type"], x)
+            return self.function(full, body)
+        if t == "enum":
+            index = self.const({sym: i for i, sym in enumerate(s["symbols"])})
+            body = [
+                f"if type(v) is not str or v not in {index}:",
+                "    raise _Unsure",
+                f"out.append(_long({index}[v]))",
+            ]
+            return self.function(full, body)
+        if t == "fixed":
+            size = int(s["size"])
+            body = [
+                f"if type(v) is not bytes or len(v) != {size}:",
+                "    raise _Unsure",
+                "out.append(v.decode('latin-1'))",
+            ]
+            return self.function(full, body)
+        raise _Unsure
+
     def const(self, value: Any) -> str:
         name = self.var("_c")
         self.consts[name] = value
         return name
-
-    def record(self, s: Mapping[str, Any]) -> str:
-        """The name of the function writing record ``s`` (generated once per record type)."""
-        full = s["name"]
-        if full in self.functions:
-            return self.functions[full]
-        fn = self.functions[full] = self.var("_record")
-        body = ["if type(v) is not dict:", "    raise _Unsure"]
-        for f in s["fields"]:
-            x = self.var("x")
-            body.append(f"{x} = v[{f['name']!r}]")
-            body += self.emit(f["type"], x)
-        self.sources.append(f"def {fn}(out, v):\n" + "".join(f"    {line}\n" for line in body))
-        return fn
 
     def emit(self, s: Any, x: str) -> list[str]:
         if isinstance(s, str):
             if s in _PRIMITIVE_CODE:
                 return [line.format(x=x) for line in _PRIMITIVE_CODE[s]]
             if s in self.named:
-                return [f"{self.record_or_other(self.named[s])}(out, {x})"]
+                return [f"{self.named_type(self.named[s])}(out, {x})"]
             raise _Unsure
         if isinstance(s, list):
             return self.union(s, x)
@@ -246,56 +308,30 @@ class _Gen:
         if t in _PRIMITIVE_CODE:
             return self.emit(t, x)
         if t in ("record", "enum", "fixed"):
-            return [f"{self.record_or_other(s)}(out, {x})"]
+            return [f"{self.named_type(s)}(out, {x})"]
         if t == "array":
             y = self.var("y")
-            items = self.emit(s["items"], y)
             return [
                 f"if type({x}) is not list:",
                 "    raise _Unsure",
                 f"if {x}:",
-                f"    out += _LENGTH[len({x})] if len({x}) < 4096 else _long(len({x}))",
+                f"    out.append(_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})))",
                 f"    for {y} in {x}:",
-                *(f"        {line}" for line in items),
-                "out.append(0)",
+                *(f"        {line}" for line in self.emit(s["items"], y)),
+                "out.append('\\x00')",
             ]
         if t == "map":
             k, y = self.var("k"), self.var("y")
-            values = self.emit(s["values"], y)
             return [
                 f"if type({x}) is not dict:",
                 "    raise _Unsure",
                 f"if {x}:",
-                f"    out += _LENGTH[len({x})] if len({x}) < 4096 else _long(len({x}))",
+                f"    out.append(_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})))",
                 f"    for {k}, {y} in {x}.items():",
                 *(f"        {line}" for line in self.emit("string", k)),
-                *(f"        {line}" for line in values),
-                "out.append(0)",
+                *(f"        {line}" for line in self.emit(s["values"], y)),
+                "out.append('\\x00')",
             ]
-        raise _Unsure
-
-    def record_or_other(self, s: Mapping[str, Any]) -> str:
-        t = s["type"]
-        if t == "record":
-            return self.record(s)
-        if t == "enum":
-            index = self.const({sym: i for i, sym in enumerate(s["symbols"])})
-            fn = self.var("_enum")
-            self.sources.append(
-                f"def {fn}(out, v):\n"
-                f"    if type(v) is not str or v not in {index}:\n        raise _Unsure\n"
-                f"    out.append({index}[v] << 1) if {index}[v] < 64 else _varint(out, {index}[v])\n"
-            )
-            return fn
-        if t == "fixed":
-            fn = self.var("_fixed")
-            size = int(s["size"])
-            self.sources.append(
-                f"def {fn}(out, v):\n"
-                f"    if type(v) is not bytes or len(v) != {size}:\n        raise _Unsure\n"
-                "    out += v\n"
-            )
-            return fn
         raise _Unsure
 
     def union(self, branches: list[Any], x: str) -> list[str]:
@@ -304,81 +340,34 @@ class _Gen:
         if len(branches) != 2 or "null" not in branches or branches[0] == branches[1]:
             raise _Unsure
         null_index = branches.index("null")
-        other = self.emit(branches[1 - null_index], x)
         return [
             f"if {x} is None:",
-            f"    out.append({null_index << 1})",
+            f"    out.append({chr(null_index << 1)!r})",
             "else:",
-            f"    out.append({(1 - null_index) << 1})",
-            *(f"    {line}" for line in other),
+            f"    out.append({chr((1 - null_index) << 1)!r})",
+            *(f"    {line}" for line in self.emit(branches[1 - null_index], x)),
         ]
-
-
-# Code writing a primitive held in ``{x}`` (checks first, so a wrong type falls back).
-_PRIMITIVE_CODE: dict[str, list[str]] = {
-    "null": ["if {x} is not None:", "    raise _Unsure"],
-    "boolean": [
-        "if {x} is True:",
-        "    out.append(1)",
-        "elif {x} is False:",
-        "    out.append(0)",
-        "else:",
-        "    raise _Unsure",
-    ],
-    "int": [
-        "if type({x}) is not int:",
-        "    raise _Unsure",
-        "if 0 <= {x} < 64:",
-        "    out.append({x} << 1)",
-        f"elif {_INT32[0]} <= {{x}} <= {_INT32[1]}:",
-        "    _varint(out, {x})",
-        "else:",
-        "    raise _Unsure",
-    ],
-    "long": [
-        "if type({x}) is not int:",
-        "    raise _Unsure",
-        "if 0 <= {x} < 64:",
-        "    out.append({x} << 1)",
-        f"elif {_INT64[0]} <= {{x}} <= {_INT64[1]}:",
-        "    _varint(out, {x})",
-        "else:",
-        "    raise _Unsure",
-    ],
-    "double": ["if type({x}) is not float:", "    raise _Unsure", "out += _DOUBLE({x})"],
-    "string": [
-        "if type({x}) is not str:",
-        "    raise _Unsure",
-        "{x} = {x}.encode()",
-        "if len({x}) < 4096:",
-        "    out += _LENGTH[len({x})]",
-        "else:",
-        "    _varint(out, len({x}))",
-        "out += {x}",
-    ],
-    "bytes": ["if type({x}) is not bytes:", "    raise _Unsure", "_varint(out, len({x}))", "out += {x}"],
-}
 
 
 def compile_writer(schema: Any) -> Writer | None:
     """A fast writer for a schema parsed by fastavro (``parse_schema``), or None when the
-    schema uses something it does not cover (then fastavro writes every record)."""
+    schema uses something it does not cover (then fastavro writes every record). The writer
+    appends Latin-1 text pieces to a list: ``"".join(out).encode("latin-1")`` is the body."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return None
     gen = _Gen(schema.get("__named_schemas", {}))
     try:
-        top = gen.record(schema)
+        top = gen.named_type(schema)
     except _Unsure:
         return None
     namespace: dict[str, Any] = {
         "_Unsure": _Unsure,
-        "_varint": _varint,
         "_long": _long,
+        "_LENGTH": _LENGTHS,
         "_datetime": datetime,
         "_EPOCH": _EPOCH,
         "_MILLISECOND": _MILLISECOND,
         "_DOUBLE": struct.Struct("<d").pack,
-        "_LENGTH": _LENGTHS,
         **gen.consts,
     }
     exec(compile("".join(gen.sources), f"<avro writer for {schema['name']}>", "exec"), namespace)  # noqa: S102
@@ -413,6 +402,7 @@ class SingleObjectCodec:
         self._writers: dict[str, Any] = {}
         self._fast: dict[str, Writer | None] = {}
         self._prefix: dict[str, bytes] = {}
+        self._prefix_text: dict[str, str] = {}
         self._by_fp: dict[bytes, _Known] = {}
         for name, schema in current.items():
             parsed = parse_schema(schema, _force=True)
@@ -420,6 +410,7 @@ class SingleObjectCodec:
             self._writers[name] = parsed
             self._fast[name] = compile_writer(parsed)
             self._prefix[name] = MAGIC + fp
+            self._prefix_text[name] = self._prefix[name].decode("latin-1")
             self._by_fp[fp] = _Known(name, parsed)
         released = directory / "released"
         if released.is_dir():
@@ -457,13 +448,13 @@ class SingleObjectCodec:
     def encode(self, name: str, value: Mapping[str, Any], topic: str = "") -> bytes:
         fast = self._fast.get(name)
         if fast is not None:
-            out = bytearray(self._prefix[name])
+            out = [self._prefix_text[name]]
             try:
                 fast(out, value)
             except _FALL_BACK:
                 pass  # fastavro below writes it, or raises its own error
             else:
-                return bytes(out)
+                return "".join(out).encode("latin-1")
         buf = io.BytesIO()
         buf.write(self._prefix[name])
         fastavro.schemaless_writer(buf, self.schema(name), value)
