@@ -53,6 +53,8 @@ def as_list(v: Any) -> list[Any]:
 
 def req_str(v: Any, field: str, limit: int = ID_LIMIT) -> str:
     """A required identifier: a non-empty string within ``limit`` characters, made safe."""
+    if type(v) is str and len(v) <= limit and v.isprintable() and v.strip():
+        return v  # the usual case: nothing to refuse or escape
     if not isinstance(v, str):
         got = "missing" if v is None else f"a {type(v).__name__}"
         raise FindingProblem(f"{field}: expected a non-empty string, got {got}")
@@ -407,6 +409,8 @@ def parse_time(v: Any) -> datetime | None:
 
 
 def raw_time(v: Any) -> str | None:
+    if type(v) is str and len(v) <= 64 and v.isprintable():
+        return v  # as short() keeps it
     if isinstance(v, str):
         return short(v, 64)
     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
