@@ -128,10 +128,11 @@ def fingerprint_of(schema: Any) -> bytes:
 # fastavro's Cython writer spends most of an alert's encode time choosing union branches (it
 # validates the value against each branch) and dispatching on the schema per field.
 # ``compile_writer`` turns a parsed schema into straight-line Python (one function per
-# record type) that writes the common, unambiguous values -- exact Python types: str, int,
-# bool, float, bytes, dict, list, aware datetime; unions of null and one other type -- byte
-# for byte as fastavro does. Anything else raises ``_Unsure`` and that record is written by
-# fastavro instead, so fastavro's output and errors stay the reference.
+# record type) that writes the common, unambiguous values -- str (and subclasses), and
+# exactly int, bool, float, bytes, dict, list, aware datetime; unions of null and one other
+# type -- byte for byte as fastavro does. Anything else raises ``_Unsure`` (or a TypeError)
+# and that record is written by fastavro instead, so fastavro's output and errors stay the
+# reference.
 #
 # The output is collected as text pieces in which every character stands for one byte
 # (Latin-1), joined and encoded once at the end: ASCII strings -- nearly all of them -- go in
@@ -148,8 +149,9 @@ class _Unsure(Exception):
 
 
 # What a compiled writer raises on a value outside its exact domain (a missing field is a
-# KeyError: fastavro applies defaults; a lone surrogate fails to encode: fastavro decides).
-_FALL_BACK = (_Unsure, KeyError, UnicodeEncodeError)
+# KeyError: fastavro applies defaults; a value of another type where a string goes is a
+# TypeError; a lone surrogate fails to encode: fastavro decides).
+_FALL_BACK = (_Unsure, KeyError, TypeError, UnicodeEncodeError)
 
 
 def _long(n: int) -> str:
@@ -205,12 +207,11 @@ _PRIMITIVE_CODE: dict[str, list[str]] = {
     "int": _int_code(*_INT32),
     "long": _int_code(*_INT64),
     "double": ["if type({x}) is not float:", "    raise _Unsure", "out.append(_DOUBLE({x}).decode('latin-1'))"],
+    # str.isascii refuses anything but a str (TypeError: fastavro decides), in the same call.
     "string": [
-        "if type({x}) is not str:",
-        "    raise _Unsure",
-        "if not {x}.isascii():",
+        "if not _isascii({x}):",
         "    {x} = {x}.encode().decode('latin-1')  # its UTF-8 bytes, one character each",
-        "out += (_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})), {x})",
+        "out += (_LENGTH[_n] if (_n := len({x})) < 4096 else _long(_n), {x})",
     ],
     "bytes": [
         "if type({x}) is not bytes:",
@@ -363,6 +364,7 @@ def compile_writer(schema: Any) -> Writer | None:
     namespace: dict[str, Any] = {
         "_Unsure": _Unsure,
         "_long": _long,
+        "_isascii": str.isascii,
         "_LENGTH": _LENGTHS,
         "_datetime": datetime,
         "_EPOCH": _EPOCH,
