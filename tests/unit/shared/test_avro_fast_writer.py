@@ -179,3 +179,30 @@ def test_every_valid_value_fastavro_accepts_is_written_by_the_compiled_writer_id
 def test_timestamps_of_any_time_and_offset_are_written_as_fastavro_writes_them(t: datetime) -> None:
     a = {**alert(1), "updated_at": t, "first_seen": t}
     assert fast_only(_CODEC, "alert", a) == reference(_CODEC, "alert", a)
+
+
+def test_recursive_and_reused_record_types_are_written_as_fastavro_writes_them() -> None:
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "Node",
+            "namespace": "t",
+            "fields": [
+                {"name": "value", "type": "string"},
+                {"name": "at", "type": {"type": "record", "name": "Point", "fields": [{"name": "x", "type": "long"}]}},
+                {"name": "also", "type": "t.Point"},
+                {"name": "next", "type": ["null", "t.Node"]},
+                {"name": "kids", "type": {"type": "array", "items": "t.Node"}},
+            ],
+        }
+    )
+    writer = compile_writer(schema)
+    assert writer is not None
+    leaf = {"value": "leaf", "at": {"x": -3}, "also": {"x": 1 << 40}, "next": None, "kids": []}
+    tree = {"value": "root", "at": {"x": 0}, "also": {"x": 7}, "next": leaf, "kids": [leaf, {**leaf, "next": leaf}]}
+    for value in (leaf, tree):
+        out: list[str] = []
+        writer(out, value)
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, value)
+        assert "".join(out).encode("latin-1") == buf.getvalue()
