@@ -297,29 +297,29 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
     product_name = opt_str(f.get("ProductName"), 256)
     types = [t for t in as_list(f.get("Types")) if isinstance(t, str)]
     return build(
-        source=SOURCE,
-        source_id=f"{product_arn}|{finding_id}",
-        provider="aws",
-        product=product_of(product_arn, product_name),
-        account=account,
-        account_name=opt_str(f.get("AwsAccountName"), 256),
-        organization=None,
-        region=region,
-        resources=resources,
-        title=clean_title(f.get("Title")),
-        description=clean_description(f.get("Description")),
-        finding_type=opt_str(types[0], 256) if types else None,
-        sev=_severity(f),
-        status=status,
-        status_raw=status_raw,
-        first_seen=parse_time(f.get("FirstObservedAt")) or parse_time(f.get("CreatedAt")),
-        updated_raw=f.get("UpdatedAt"),
-        received_at=received_at,
-        evidence=ev,
-        control_id=_control_id(f),
-        console_url=console_url(finding_id, region, _partition_of_arn(product_arn)),
-        raw=raw,
-        attrs=attributes(
+        SOURCE,  # source
+        f"{product_arn}|{finding_id}",  # source_id
+        "aws",  # provider
+        product_of(product_arn, product_name),  # product
+        account,  # account
+        opt_str(f.get("AwsAccountName"), 256),  # account_name
+        None,  # organization
+        region,  # region
+        resources,  # resources
+        clean_title(f.get("Title")),  # title
+        clean_description(f.get("Description")),  # description
+        opt_str(types[0], 256) if types else None,  # finding_type
+        _severity(f),  # sev
+        status,  # status
+        status_raw,  # status_raw
+        parse_time(f.get("FirstObservedAt")) or parse_time(f.get("CreatedAt")),  # first_seen
+        f.get("UpdatedAt"),  # updated_raw
+        received_at,  # received_at
+        ev,  # evidence
+        _control_id(f),  # control_id
+        console_url(finding_id, region, _partition_of_arn(product_arn)),  # console_url
+        raw,  # raw
+        attributes(
             (
                 ("GeneratorId", f.get("GeneratorId")),
                 ("ProductName", product_name),
@@ -327,5 +327,5 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
                 ("Types", types),
                 ("ResourceType", resources[0]["type"] if resources else None),
             )
-        ),
+        ),  # attrs
     )

@@ -116,11 +116,20 @@ def _lines(body: bytes) -> list[Any] | None:
     return docs if any(isinstance(d, (dict, list)) for d in docs) else None
 
 
+_DIGITS = bytes(0x39 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))  # digits -> "9", rest -> "."
+_LONG_NUMBER = b"9" * 19
+
+
 def _concatenated(body: bytes) -> list[Any] | None:
     """Objects written back to back (``{...}{...}``, as Firehose writes them to S3), read by
     orjson; None when any piece does not parse. ``}{`` outside a string only occurs between
     documents, and a cut inside a string leaves that piece with an open string, which never
-    parses, so when every piece parses the cuts were the document boundaries."""
+    parses, so when every piece parses the cuts were the document boundaries.
+
+    orjson reads an integer beyond 64 bits as a float where the standard parser, which reads
+    such objects otherwise, keeps it exact: a body with 19 digits in a row goes that way."""
+    if _LONG_NUMBER in body.translate(_DIGITS):
+        return None
     pieces = body.split(b"}{")
     last = len(pieces) - 1
     try:
