@@ -231,6 +231,10 @@ def _v4_external(packed: bytes) -> bool:
     return (packed[0] << 8 | packed[1]) not in _INTERNAL_V4_PREFIXES
 
 
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+
+
 def address(s: str) -> Addr | None:
     """Parse an IPv4/IPv6 address as ``ipaddress`` would (dotted quads without leading
     zeros; IPv6 in any form). IPv4 takes the C fast path: addresses are on every hot alert."""
@@ -327,6 +331,15 @@ class Evidence:
     def actor_ip(self, v: Any, field: str) -> None:
         if v is None:  # the usual absent field: no call
             return
+        if type(v) is str and ":" not in v:  # the usual dotted quad, as parse_ip reads it
+            try:
+                packed = _inet_pton(_AF_INET, v)
+            except (OSError, ValueError):
+                pass  # not a bare dotted quad: parse_ip decides and explains
+            else:
+                if len(self._actor_ips) < MAX_INDICATORS:
+                    self._actor_ips[v] = _v4_external(packed)
+                return
         a = parse_ip(v, field)
         if a is not None:
             self.actor_address(a)
@@ -338,6 +351,15 @@ class Evidence:
     def own_ip(self, v: Any, field: str) -> None:
         if v is None:  # the usual absent field: no call
             return
+        if type(v) is str and ":" not in v:  # as in actor_ip
+            try:
+                _inet_pton(_AF_INET, v)
+            except (OSError, ValueError):
+                pass
+            else:
+                if len(self._own) < MAX_INDICATORS:
+                    self._own[v] = None
+                return
         a = parse_ip(v, field)
         if a is not None:
             self.own_address(a)
