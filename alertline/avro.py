@@ -207,12 +207,6 @@ _PRIMITIVE_CODE: dict[str, list[str]] = {
     "int": _int_code(*_INT32),
     "long": _int_code(*_INT64),
     "double": ["if type({x}) is not float:", "    raise _Unsure", "out.append(_DOUBLE({x}).decode('latin-1'))"],
-    # str.isascii refuses anything but a str (TypeError: fastavro decides), in the same call.
-    "string": [
-        "if not _isascii({x}):",
-        "    {x} = {x}.encode().decode('latin-1')  # its UTF-8 bytes, one character each",
-        "out += (_LENGTH[_n] if (_n := len({x})) < 4096 else _long(_n), {x})",
-    ],
     "bytes": [
         "if type({x}) is not bytes:",
         "    raise _Unsure",
@@ -289,7 +283,18 @@ class _Gen:
         self.consts[name] = value
         return name
 
+    def text(self, x: str) -> tuple[list[str], str]:
+        """A string held in ``x``: the lines preparing it, and the tuple items (length, text)
+        to append, so a caller can join them with its own in one ``out +=``. str.isascii
+        refuses anything but a str (TypeError: fastavro decides), in the same call."""
+        n = self.var("n")
+        prepare = [f"if not _isascii({x}):", f"    {x} = {x}.encode().decode('latin-1')  # UTF-8, a character a byte"]
+        return prepare, f"_LENGTH[{n}] if ({n} := len({x})) < 4096 else _long({n}), {x}"
+
     def emit(self, s: Any, x: str) -> list[str]:
+        if s == "string":
+            prepare, items = self.text(x)
+            return [*prepare, f"out += ({items})"]
         if isinstance(s, str):
             if s in _PRIMITIVE_CODE:
                 return [line.format(x=x) for line in _PRIMITIVE_CODE[s]]
@@ -306,7 +311,7 @@ class _Gen:
             if logical == "timestamp-millis" and t == "long":
                 return [line.format(x=x) for line in _TIMESTAMP_MILLIS_CODE]
             raise _Unsure
-        if t in _PRIMITIVE_CODE:
+        if t in _PRIMITIVE_CODE or t == "string":
             return self.emit(t, x)
         if t in ("record", "enum", "fixed"):
             return [f"{self.named_type(s)}(out, {x})"]
@@ -323,14 +328,19 @@ class _Gen:
             ]
         if t == "map":
             k, y = self.var("k"), self.var("y")
+            key_prepare, key_items = self.text(k)
+            if s["values"] == "string":  # the usual string map: one append per entry
+                value_prepare, value_items = self.text(y)
+                entry = [*key_prepare, *value_prepare, f"out += ({key_items}, {value_items})"]
+            else:
+                entry = [*key_prepare, f"out += ({key_items})", *self.emit(s["values"], y)]
             return [
                 f"if type({x}) is not dict:",
                 "    raise _Unsure",
                 f"if {x}:",
                 f"    out.append(_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})))",
                 f"    for {k}, {y} in {x}.items():",
-                *(f"        {line}" for line in self.emit("string", k)),
-                *(f"        {line}" for line in self.emit(s["values"], y)),
+                *(f"        {line}" for line in entry),
                 "out.append('\\x00')",
             ]
         raise _Unsure
@@ -341,12 +351,17 @@ class _Gen:
         if len(branches) != 2 or "null" not in branches or branches[0] == branches[1]:
             raise _Unsure
         null_index = branches.index("null")
+        other, tag = branches[1 - null_index], repr(chr((1 - null_index) << 1))
+        if other == "string":  # the usual optional string: tag, length and text in one append
+            prepare, items = self.text(x)
+            value = [*prepare, f"out += ({tag}, {items})"]
+        else:
+            value = [f"out.append({tag})", *self.emit(other, x)]
         return [
             f"if {x} is None:",
             f"    out.append({chr(null_index << 1)!r})",
             "else:",
-            f"    out.append({chr((1 - null_index) << 1)!r})",
-            *(f"    {line}" for line in self.emit(branches[1 - null_index], x)),
+            *(f"    {line}" for line in value),
         ]
 
 
