@@ -220,7 +220,11 @@ _TIMESTAMP_MILLIS_CODE = [
     "    {x} = ({x} - _EPOCH) // _MILLISECOND",
     "elif type({x}) is not int:",
     "    raise _Unsure",
-    f"if {_INT64[0]} <= {{x}} <= {_INT64[1]}:",
+    "if 0x3FFFFFFFF < {x} <= 0x1FFFFFFFFFF:  # mid-1970 to 2039: six bytes, a piece each",
+    "    {x} <<= 1",
+    "    out += (_MORE[{x} & 0x7F], _MORE[{x} >> 7 & 0x7F], _MORE[{x} >> 14 & 0x7F], _MORE[{x} >> 21 & 0x7F],"
+    " _MORE[{x} >> 28 & 0x7F], _LAST[{x} >> 35])",
+    f"elif {_INT64[0]} <= {{x}} <= {_INT64[1]}:",
     "    out.append(_long({x}))",
     "else:",
     "    raise _Unsure",
@@ -381,6 +385,8 @@ def compile_writer(schema: Any) -> Writer | None:
         "_long": _long,
         "_isascii": str.isascii,
         "_LENGTH": _LENGTHS,
+        "_MORE": tuple(chr(b | 0x80) for b in range(128)),  # a varint byte with more to come
+        "_LAST": tuple(chr(b) for b in range(128)),
         "_datetime": datetime,
         "_EPOCH": _EPOCH,
         "_MILLISECOND": _MILLISECOND,

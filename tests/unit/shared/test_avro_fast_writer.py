@@ -206,3 +206,10 @@ def test_recursive_and_reused_record_types_are_written_as_fastavro_writes_them()
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, schema, value)
         assert "".join(out).encode("latin-1") == buf.getvalue()
+
+
+def test_timestamps_at_the_edges_of_the_six_byte_range_are_written_as_fastavro_writes_them() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for ms in (0, 1, -1, (1 << 34) - 1, 1 << 34, (1 << 34) + 1, (1 << 41) - 1, 1 << 41, -(1 << 34), (1 << 62)):
+        a = {**alert(1), "updated_at": ms, "received_at": epoch + timedelta(milliseconds=min(ms, 1 << 41))}
+        assert fast_only(_CODEC, "alert", a) == reference(_CODEC, "alert", a), ms
