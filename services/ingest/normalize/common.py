@@ -521,7 +521,7 @@ def attributes(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
         if v is None:
             continue
         if isinstance(v, list):
-            v = ";".join(x for x in v if isinstance(x, str)) or None
+            v = ";".join([x for x in v if isinstance(x, str)]) or None
         s = scalar_str(v, ATTRIBUTE_LIMIT)
         if s is not None:
             out[k] = s
