@@ -256,6 +256,8 @@ class _Gen:
         if full in self.functions:
             return self.functions[full]
         t = s["type"]
+        if t not in ("record", "enum", "fixed"):
+            raise _Unsure
         self.functions[full] = self.var(f"_{t}")
         if t == "record":
             body = ["if type(v) is not dict:", "    raise _Unsure"]
@@ -310,6 +312,8 @@ class _Gen:
         if not isinstance(s, dict):
             raise _Unsure
         t = s.get("type")
+        if not isinstance(t, str):
+            raise _Unsure
         logical = s.get("logicalType")
         if logical is not None:
             if logical == "timestamp-millis" and t == "long":

@@ -213,3 +213,19 @@ def test_timestamps_at_the_edges_of_the_six_byte_range_are_written_as_fastavro_w
     for ms in (0, 1, -1, (1 << 34) - 1, 1 << 34, (1 << 34) + 1, (1 << 41) - 1, 1 << 41, -(1 << 34), (1 << 62)):
         a = {**alert(1), "updated_at": ms, "received_at": epoch + timedelta(milliseconds=min(ms, 1 << 41))}
         assert fast_only(_CODEC, "alert", a) == reference(_CODEC, "alert", a), ms
+
+
+@pytest.mark.parametrize(
+    "field_type",
+    [
+        ["null", "string", "long"],
+        ["string", "long"],
+        {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2},
+        {"type": "long", "logicalType": "timestamp-micros"},
+        {"type": "string", "logicalType": "uuid"},
+        "float",
+    ],
+)
+def test_a_schema_using_what_the_compiled_writer_does_not_cover_is_left_to_fastavro(field_type: Any) -> None:
+    schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": [{"name": "f", "type": field_type}]})
+    assert compile_writer(schema) is None
