@@ -223,7 +223,8 @@ _IP_PLACEHOLDERS = frozenset({"", "private", "gce-internal-ip", "aws internal", 
 
 # Every internal range is a /16 or wider, so the first two octets decide: the table holds
 # each internal 16-bit prefix (a set lookup instead of a scan of the ranges).
-assert all(lo & 0xFFFF == 0 and hi & 0xFFFF == 0xFFFF for lo, hi in _INTERNAL_V4)
+if not all(lo & 0xFFFF == 0 and hi & 0xFFFF == 0xFFFF for lo, hi in _INTERNAL_V4):
+    raise ValueError("an internal IPv4 range narrower than /16 needs the full range test")
 _INTERNAL_V4_PREFIXES = frozenset(p for lo, hi in _INTERNAL_V4 for p in range(lo >> 16, (hi >> 16) + 1))
 
 
@@ -532,7 +533,7 @@ def revision(identity: str, *parts: str | float | None, status_raw: Mapping[str,
     """Fingerprint of one version of a finding, as the source versions it: its identity,
     its own last-updated value, its status fields and severity. A redelivery of the same
     version gives the same revision whatever envelope carried it."""
-    text = "\x00".join([identity, *["-" if p is None else p if type(p) is str else str(p) for p in parts]])
+    text = "\x00".join(["-" if p is None else p if type(p) is str else str(p) for p in (identity, *parts)])
     text += "\x01" + "\x01".join([f"{k}={v}" for k, v in sorted(status_raw.items())])
     return sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
 
