@@ -19,6 +19,7 @@ import os
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -123,6 +124,284 @@ def fingerprint_of(schema: Any) -> bytes:
     return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))  # fastavro gives the little-endian bytes
 
 
+# ---------------------------------------------------------------- fast writer
+# fastavro's Cython writer spends most of an alert's encode time choosing union branches (it
+# validates the value against each branch) and dispatching on the schema per field.
+# ``compile_writer`` turns a parsed schema into straight-line Python (one function per
+# record type) that writes the common, unambiguous values -- str (and subclasses), and
+# exactly int, bool, float, bytes, dict, list, aware datetime; unions of null and one other
+# type -- byte for byte as fastavro does. Anything else raises ``_Unsure`` (or a TypeError)
+# and that record is written by fastavro instead, so fastavro's output and errors stay the
+# reference.
+#
+# The output is collected as text pieces in which every character stands for one byte
+# (Latin-1), joined and encoded once at the end: ASCII strings -- nearly all of them -- go in
+# as they are, without an encode and a bytes object each.
+Writer = Callable[[list[str], Any], None]
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+class _Unsure(Exception):
+    """The fast writer does not handle this value exactly as fastavro would: use fastavro."""
+
+
+# What a compiled writer raises on a value outside its exact domain (a missing field is a
+# KeyError: fastavro applies defaults; a value of another type where a string goes is a
+# TypeError; a lone surrogate fails to encode: fastavro decides).
+_FALL_BACK = (_Unsure, KeyError, TypeError, UnicodeEncodeError)
+
+
+def _long(n: int) -> str:
+    """Zig-zag variable-length long (as Latin-1 text); the caller has checked the 64-bit range."""
+    z = (n << 1) ^ (n >> 63)
+    if 0x7FFFFFFFF < z <= 0x3FFFFFFFFFF:  # six bytes: millisecond times from mid-1970 to 2039
+        return bytes(
+            (
+                z & 0x7F | 0x80,
+                z >> 7 & 0x7F | 0x80,
+                z >> 14 & 0x7F | 0x80,
+                z >> 21 & 0x7F | 0x80,
+                z >> 28 & 0x7F | 0x80,
+                z >> 35,
+            )
+        ).decode("latin-1")
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return out.decode("latin-1")
+
+
+# The encoded lengths (and small non-negative ints) most values have, ready-made.
+_LENGTHS = tuple(_long(n) for n in range(4096))
+
+
+def _int_code(lo: int, hi: int) -> list[str]:
+    return [
+        "if type({x}) is not int:",
+        "    raise _Unsure",
+        "if 0 <= {x} < 4096:",
+        "    out.append(_LENGTH[{x}])",
+        f"elif {lo} <= {{x}} <= {hi}:",
+        "    out.append(_long({x}))",
+        "else:",
+        "    raise _Unsure",
+    ]
+
+
+# Code writing a primitive held in ``{x}`` (checks first, so a wrong type falls back).
+_PRIMITIVE_CODE: dict[str, list[str]] = {
+    "null": ["if {x} is not None:", "    raise _Unsure"],
+    "boolean": [
+        "if {x} is True:",
+        "    out.append('\\x01')",
+        "elif {x} is False:",
+        "    out.append('\\x00')",
+        "else:",
+        "    raise _Unsure",
+    ],
+    "int": _int_code(*_INT32),
+    "long": _int_code(*_INT64),
+    "double": ["if type({x}) is not float:", "    raise _Unsure", "out.append(_DOUBLE({x}).decode('latin-1'))"],
+    "bytes": [
+        "if type({x}) is not bytes:",
+        "    raise _Unsure",
+        "out += (_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})), {x}.decode('latin-1'))",
+    ],
+}
+# A timestamp-millis: an aware datetime or an int, as fastavro takes them (a naive datetime
+# is local time to fastavro: it decides).
+_TIMESTAMP_MILLIS_CODE = [
+    "if type({x}) is _datetime and {x}.tzinfo is not None:",
+    "    {x} = ({x} - _EPOCH) // _MILLISECOND",
+    "elif type({x}) is not int:",
+    "    raise _Unsure",
+    "if 0x3FFFFFFFF < {x} <= 0x1FFFFFFFFFF:  # mid-1970 to 2039: six bytes, a piece each",
+    "    {x} <<= 1",
+    "    out += (_MORE[{x} & 0x7F], _MORE[{x} >> 7 & 0x7F], _MORE[{x} >> 14 & 0x7F], _MORE[{x} >> 21 & 0x7F],"
+    " _MORE[{x} >> 28 & 0x7F], _LAST[{x} >> 35])",
+    f"elif {_INT64[0]} <= {{x}} <= {_INT64[1]}:",
+    "    out.append(_long({x}))",
+    "else:",
+    "    raise _Unsure",
+]
+
+
+class _Gen:
+    """Generates the writer source: ``emit(schema, var)`` writes the value held in ``var``."""
+
+    def __init__(self, named: Mapping[str, Any]) -> None:
+        self.named = named
+        self.functions: dict[str, str] = {}  # full name -> function name
+        self.sources: list[str] = []
+        self.consts: dict[str, Any] = {}
+        self.n = 0
+
+    def var(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def function(self, full: str, body: list[str]) -> str:
+        fn = self.functions[full]
+        self.sources.append(f"def {fn}(out, v):\n" + "".join(f"    {line}\n" for line in body))
+        return fn
+
+    def named_type(self, s: Mapping[str, Any]) -> str:
+        """The name of the function writing named type ``s`` (generated once per type)."""
+        full = s["name"]
+        if full in self.functions:
+            return self.functions[full]
+        t = s["type"]
+        if t not in ("record", "enum", "fixed"):
+            raise _Unsure
+        self.functions[full] = self.var(f"_{t}")
+        if t == "record":
+            body = ["if type(v) is not dict:", "    raise _Unsure"]
+            for f in s["fields"]:
+                x = self.var("x")
+                body.append(f"{x} = v[{f['name']!r}]")
+                body += self.emit(f["type"], x)
+            return self.function(full, body)
+        if t == "enum":
+            index = self.const({sym: i for i, sym in enumerate(s["symbols"])})
+            body = [
+                f"if type(v) is not str or v not in {index}:",
+                "    raise _Unsure",
+                f"out.append(_long({index}[v]))",
+            ]
+            return self.function(full, body)
+        if t == "fixed":
+            size = int(s["size"])
+            body = [
+                f"if type(v) is not bytes or len(v) != {size}:",
+                "    raise _Unsure",
+                "out.append(v.decode('latin-1'))",
+            ]
+            return self.function(full, body)
+        raise _Unsure
+
+    def const(self, value: Any) -> str:
+        name = self.var("_c")
+        self.consts[name] = value
+        return name
+
+    def text(self, x: str) -> tuple[list[str], str]:
+        """A string held in ``x``: the lines preparing it, and the tuple items (length, text)
+        to append, so a caller can join them with its own in one ``out +=``. str.isascii
+        refuses anything but a str (TypeError: fastavro decides), in the same call."""
+        n = self.var("n")
+        prepare = [f"if not _isascii({x}):", f"    {x} = {x}.encode().decode('latin-1')  # UTF-8, a character a byte"]
+        return prepare, f"_LENGTH[{n}] if ({n} := len({x})) < 4096 else _long({n}), {x}"
+
+    def emit(self, s: Any, x: str) -> list[str]:
+        if s == "string":
+            prepare, items = self.text(x)
+            return [*prepare, f"out += ({items})"]
+        if isinstance(s, str):
+            if s in _PRIMITIVE_CODE:
+                return [line.format(x=x) for line in _PRIMITIVE_CODE[s]]
+            if s in self.named:
+                return [f"{self.named_type(self.named[s])}(out, {x})"]
+            raise _Unsure
+        if isinstance(s, list):
+            return self.union(s, x)
+        if not isinstance(s, dict):
+            raise _Unsure
+        t = s.get("type")
+        if not isinstance(t, str):
+            raise _Unsure
+        logical = s.get("logicalType")
+        if logical is not None:
+            if logical == "timestamp-millis" and t == "long":
+                return [line.format(x=x) for line in _TIMESTAMP_MILLIS_CODE]
+            raise _Unsure
+        if t in _PRIMITIVE_CODE or t == "string":
+            return self.emit(t, x)
+        if t in ("record", "enum", "fixed"):
+            return [f"{self.named_type(s)}(out, {x})"]
+        if t == "array":
+            y = self.var("y")
+            return [
+                f"if type({x}) is not list:",
+                "    raise _Unsure",
+                f"if {x}:",
+                f"    out.append(_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})))",
+                f"    for {y} in {x}:",
+                *(f"        {line}" for line in self.emit(s["items"], y)),
+                "out.append('\\x00')",
+            ]
+        if t == "map":
+            k, y = self.var("k"), self.var("y")
+            key_prepare, key_items = self.text(k)
+            if s["values"] == "string":  # the usual string map: one append per entry
+                value_prepare, value_items = self.text(y)
+                entry = [*key_prepare, *value_prepare, f"out += ({key_items}, {value_items})"]
+            else:
+                entry = [*key_prepare, f"out += ({key_items})", *self.emit(s["values"], y)]
+            return [
+                f"if type({x}) is not dict:",
+                "    raise _Unsure",
+                f"if {x}:",
+                f"    out.append(_LENGTH[len({x})] if len({x}) < 4096 else _long(len({x})))",
+                f"    for {k}, {y} in {x}.items():",
+                *(f"        {line}" for line in entry),
+                "out.append('\\x00')",
+            ]
+        raise _Unsure
+
+    def union(self, branches: list[Any], x: str) -> list[str]:
+        # Only null + one other type: a value is then None or must be the other branch,
+        # whatever order fastavro tries them in.
+        if len(branches) != 2 or "null" not in branches or branches[0] == branches[1]:
+            raise _Unsure
+        null_index = branches.index("null")
+        other, tag = branches[1 - null_index], repr(chr((1 - null_index) << 1))
+        if other == "string":  # the usual optional string: tag, length and text in one append
+            prepare, items = self.text(x)
+            value = [*prepare, f"out += ({tag}, {items})"]
+        else:
+            value = [f"out.append({tag})", *self.emit(other, x)]
+        return [
+            f"if {x} is None:",
+            f"    out.append({chr(null_index << 1)!r})",
+            "else:",
+            *(f"    {line}" for line in value),
+        ]
+
+
+def compile_writer(schema: Any) -> Writer | None:
+    """A fast writer for a schema parsed by fastavro (``parse_schema``), or None when the
+    schema uses something it does not cover (then fastavro writes every record). The writer
+    appends Latin-1 text pieces to a list: ``"".join(out).encode("latin-1")`` is the body."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    gen = _Gen(schema.get("__named_schemas", {}))
+    try:
+        top = gen.named_type(schema)
+    except _Unsure:
+        return None
+    namespace: dict[str, Any] = {
+        "_Unsure": _Unsure,
+        "_long": _long,
+        "_isascii": str.isascii,
+        "_LENGTH": _LENGTHS,
+        "_MORE": tuple(chr(b | 0x80) for b in range(128)),  # a varint byte with more to come
+        "_LAST": tuple(chr(b) for b in range(128)),
+        "_datetime": datetime,
+        "_EPOCH": _EPOCH,
+        "_MILLISECOND": _MILLISECOND,
+        "_DOUBLE": struct.Struct("<d").pack,
+        **gen.consts,
+    }
+    exec(compile("".join(gen.sources), f"<avro writer for {schema['name']}>", "exec"), namespace)  # noqa: S102
+    writer: Writer = namespace[top]
+    return writer
+
+
 @dataclass(frozen=True)
 class _Known:
     name: str
@@ -148,13 +427,17 @@ class SingleObjectCodec:
             raise ConfigError(f"no Avro schemas found in {directory}")
         self._sources = current
         self._writers: dict[str, Any] = {}
+        self._fast: dict[str, Writer | None] = {}
         self._prefix: dict[str, bytes] = {}
+        self._prefix_text: dict[str, str] = {}
         self._by_fp: dict[bytes, _Known] = {}
         for name, schema in current.items():
             parsed = parse_schema(schema, _force=True)
             fp = fingerprint_of(schema)
             self._writers[name] = parsed
+            self._fast[name] = compile_writer(parsed)
             self._prefix[name] = MAGIC + fp
+            self._prefix_text[name] = self._prefix[name].decode("latin-1")
             self._by_fp[fp] = _Known(name, parsed)
         released = directory / "released"
         if released.is_dir():
@@ -190,6 +473,15 @@ class SingleObjectCodec:
         return known
 
     def encode(self, name: str, value: Mapping[str, Any], topic: str = "") -> bytes:
+        fast = self._fast.get(name)
+        if fast is not None:
+            out = [self._prefix_text[name]]
+            try:
+                fast(out, value)
+            except _FALL_BACK:
+                pass  # fastavro below writes it, or raises its own error
+            else:
+                return "".join(out).encode("latin-1")
         buf = io.BytesIO()
         buf.write(self._prefix[name])
         fastavro.schemaless_writer(buf, self.schema(name), value)

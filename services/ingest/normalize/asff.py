@@ -160,8 +160,12 @@ def _severity(f: dict[str, Any]) -> Any:
 
 
 def _world_in(ranges: Any, key: str, cidr: str) -> bool:
-    # Ranges may carry a Description next to the CIDR, so the exact-dict test above can miss.
-    return isinstance(ranges, list) and any(isinstance(r, dict) and r.get(key) == cidr for r in ranges)
+    # Ranges may carry a Description next to the CIDR: look at the CIDR key only.
+    if isinstance(ranges, list):
+        for r in ranges:
+            if isinstance(r, dict) and r.get(key) == cidr:
+                return True
+    return False
 
 
 def _open_ports(sg: dict[str, Any], ev: Evidence) -> None:
@@ -169,11 +173,9 @@ def _open_ports(sg: dict[str, Any], ev: Evidence) -> None:
     for perm in as_list(sg.get("IpPermissions")):
         if not isinstance(perm, dict):
             continue
-        v4, v6 = perm.get("IpRanges"), perm.get("Ipv6Ranges")
-        world = (isinstance(v4, list) and {"CidrIp": "0.0.0.0/0"} in v4) or (
-            isinstance(v6, list) and {"CidrIpv6": "::/0"} in v6
-        )
-        if not world and not _world_in(v4, "CidrIp", "0.0.0.0/0") and not _world_in(v6, "CidrIpv6", "::/0"):
+        if not _world_in(perm.get("IpRanges"), "CidrIp", "0.0.0.0/0") and not _world_in(
+            perm.get("Ipv6Ranges"), "CidrIpv6", "::/0"
+        ):
             continue
         if perm.get("IpProtocol") in ("-1", -1, "all"):
             lo, hi = 0, 65535
@@ -295,29 +297,29 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
     product_name = opt_str(f.get("ProductName"), 256)
     types = [t for t in as_list(f.get("Types")) if isinstance(t, str)]
     return build(
-        source=SOURCE,
-        source_id=f"{product_arn}|{finding_id}",
-        provider="aws",
-        product=product_of(product_arn, product_name),
-        account=account,
-        account_name=opt_str(f.get("AwsAccountName"), 256),
-        organization=None,
-        region=region,
-        resources=resources,
-        title=clean_title(f.get("Title")),
-        description=clean_description(f.get("Description")),
-        finding_type=opt_str(types[0], 256) if types else None,
-        sev=_severity(f),
-        status=status,
-        status_raw=status_raw,
-        first_seen=parse_time(f.get("FirstObservedAt")) or parse_time(f.get("CreatedAt")),
-        updated_raw=f.get("UpdatedAt"),
-        received_at=received_at,
-        evidence=ev,
-        control_id=_control_id(f),
-        console_url=console_url(finding_id, region, _partition_of_arn(product_arn)),
-        raw=raw,
-        attrs=attributes(
+        SOURCE,  # source
+        f"{product_arn}|{finding_id}",  # source_id
+        "aws",  # provider
+        product_of(product_arn, product_name),  # product
+        account,  # account
+        opt_str(f.get("AwsAccountName"), 256),  # account_name
+        None,  # organization
+        region,  # region
+        resources,  # resources
+        clean_title(f.get("Title")),  # title
+        clean_description(f.get("Description")),  # description
+        opt_str(types[0], 256) if types else None,  # finding_type
+        _severity(f),  # sev
+        status,  # status
+        status_raw,  # status_raw
+        parse_time(f.get("FirstObservedAt")) or parse_time(f.get("CreatedAt")),  # first_seen
+        f.get("UpdatedAt"),  # updated_raw
+        received_at,  # received_at
+        ev,  # evidence
+        _control_id(f),  # control_id
+        console_url(finding_id, region, _partition_of_arn(product_arn)),  # console_url
+        raw,  # raw
+        attributes(
             (
                 ("GeneratorId", f.get("GeneratorId")),
                 ("ProductName", product_name),
@@ -325,5 +327,5 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
                 ("Types", types),
                 ("ResourceType", resources[0]["type"] if resources else None),
             )
-        ),
+        ),  # attrs
     )

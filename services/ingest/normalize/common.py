@@ -3,13 +3,13 @@ timestamps, severity scale and the alert builder. Pure and allocation-light (hot
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import re
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any
 
 from alertline.errors import NormalizeError
@@ -53,6 +53,8 @@ def as_list(v: Any) -> list[Any]:
 
 def req_str(v: Any, field: str, limit: int = ID_LIMIT) -> str:
     """A required identifier: a non-empty string within ``limit`` characters, made safe."""
+    if type(v) is str and len(v) <= limit and v.isprintable() and v.strip():
+        return v  # the usual case: nothing to refuse or escape
     if not isinstance(v, str):
         got = "missing" if v is None else f"a {type(v).__name__}"
         raise FindingProblem(f"{field}: expected a non-empty string, got {got}")
@@ -83,7 +85,7 @@ def scalar_str(v: Any, limit: int = FIELD_LIMIT) -> str | None:
         return short(v, limit)
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int | float) and not (isinstance(v, float) and not math.isfinite(v)):
+    if isinstance(v, (int, float)) and not (isinstance(v, float) and not math.isfinite(v)):
         return str(v)
     return None
 
@@ -164,11 +166,18 @@ def str_map(v: Any, limit_items: int = MAX_TAGS, limit_len: int = ATTRIBUTE_LIMI
     """A string->string map (tags) from an object, bounded and made safe."""
     if not isinstance(v, dict) or not v:
         return {}
-    if len(v) <= limit_items and all(
-        type(k) is str and type(x) is str and 0 < len(k) <= 256 and 0 < len(x) <= limit_len and (k + x).isprintable()
-        for k, x in v.items()
-    ):
-        return dict(v)  # the usual case: short printable tags, nothing to clean
+    if len(v) <= limit_items:
+        for k, x in v.items():
+            if not (
+                type(k) is str
+                and type(x) is str
+                and 0 < len(k) <= 256
+                and 0 < len(x) <= limit_len
+                and (k + x).isprintable()
+            ):
+                break
+        else:
+            return dict(v)  # the usual case: short printable tags, nothing to clean
     out: dict[str, str] = {}
     for k, val in v.items():
         if len(out) >= limit_items:
@@ -212,15 +221,19 @@ _INTERNAL_V6 = tuple(map(ipaddress.IPv6Network, ("::/128", "::1/128", "fc00::/7"
 _IP_PLACEHOLDERS = frozenset({"", "private", "gce-internal-ip", "aws internal", "unknown", "n/a", "-"})
 
 
-# First octets that can start an internal range; any other IPv4 address is external at once.
-_MAYBE_INTERNAL_V4 = frozenset(range(224, 256)) | {0, 10, 100, 127, 169, 172, 192}
+# Every internal range is a /16 or wider, so the first two octets decide: the table holds
+# each internal 16-bit prefix (a set lookup instead of a scan of the ranges).
+if not all(lo & 0xFFFF == 0 and hi & 0xFFFF == 0xFFFF for lo, hi in _INTERNAL_V4):
+    raise ValueError("an internal IPv4 range narrower than /16 needs the full range test")
+_INTERNAL_V4_PREFIXES = frozenset(p for lo, hi in _INTERNAL_V4 for p in range(lo >> 16, (hi >> 16) + 1))
 
 
 def _v4_external(packed: bytes) -> bool:
-    if packed[0] not in _MAYBE_INTERNAL_V4:
-        return True
-    n = int.from_bytes(packed, "big")
-    return all(not lo <= n <= hi for lo, hi in _INTERNAL_V4)
+    return (packed[0] << 8 | packed[1]) not in _INTERNAL_V4_PREFIXES
+
+
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
 
 
 def address(s: str) -> Addr | None:
@@ -317,6 +330,17 @@ class Evidence:
         self._ports: dict[int, None] = {}
 
     def actor_ip(self, v: Any, field: str) -> None:
+        if v is None:  # the usual absent field: no call
+            return
+        if type(v) is str and ":" not in v:  # the usual dotted quad, as parse_ip reads it
+            try:
+                packed = _inet_pton(_AF_INET, v)
+            except (OSError, ValueError):
+                pass  # not a bare dotted quad: parse_ip decides and explains
+            else:
+                if len(self._actor_ips) < MAX_INDICATORS:
+                    self._actor_ips[v] = _v4_external(packed)
+                return
         a = parse_ip(v, field)
         if a is not None:
             self.actor_address(a)
@@ -326,6 +350,17 @@ class Evidence:
             self._actor_ips[a[0]] = a[1]
 
     def own_ip(self, v: Any, field: str) -> None:
+        if v is None:  # the usual absent field: no call
+            return
+        if type(v) is str and ":" not in v:  # as in actor_ip
+            try:
+                _inet_pton(_AF_INET, v)
+            except (OSError, ValueError):
+                pass
+            else:
+                if len(self._own) < MAX_INDICATORS:
+                    self._own[v] = None
+                return
         a = parse_ip(v, field)
         if a is not None:
             self.own_address(a)
@@ -335,6 +370,8 @@ class Evidence:
             self._own[a[0]] = None
 
     def domain(self, v: Any) -> None:
+        if v is None:
+            return
         d = domain(v)
         if d is not None and len(self._domains) < MAX_INDICATORS:
             self._domains[d] = None
@@ -344,6 +381,8 @@ class Evidence:
             self._users[short(v.strip(), 256)] = None
 
     def port(self, v: Any) -> None:
+        if v is None:
+            return
         p = port(v)
         if p is not None and len(self._ports) < MAX_PORTS:
             self._ports[p] = None
@@ -359,10 +398,12 @@ class Evidence:
         own = self._own
         # The resource's own address is never an actor, nor is an internal address.
         return {
-            "ips": [s for s, external in self._actor_ips.items() if external and s not in own],
+            "ips": [s for s, external in self._actor_ips.items() if external and s not in own]
+            if self._actor_ips
+            else [],
             "domains": list(self._domains),
             "users": list(self._users),
-            "ports": sorted(self._ports),
+            "ports": sorted(self._ports) if self._ports else [],
         }
 
 
@@ -380,7 +421,7 @@ def parse_time(v: Any) -> datetime | None:
                 dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
         except (ValueError, OverflowError):  # not ISO-8601, or an offset past year 1/9999
             return None
-    elif isinstance(v, int | float) and not isinstance(v, bool):
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
         if not math.isfinite(v) or not (0 <= v < 253402300800000):
             return None
         dt = datetime.fromtimestamp(int(v) / 1000, UTC)
@@ -391,9 +432,11 @@ def parse_time(v: Any) -> datetime | None:
 
 
 def raw_time(v: Any) -> str | None:
+    if type(v) is str and len(v) <= 64 and v.isprintable():
+        return v  # as short() keeps it
     if isinstance(v, str):
         return short(v, 64)
-    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
         return str(v)
     return None
 
@@ -430,9 +473,11 @@ def severity(label: str, score: float | None, source_label: str | None, source_s
 
 
 def number(v: Any) -> float | None:
+    if type(v) is float:
+        return v if math.isfinite(v) else None
     if isinstance(v, bool):
         return None
-    if isinstance(v, int | float):
+    if isinstance(v, (int, float)):
         f = float(v)
         return f if math.isfinite(f) else None
     if isinstance(v, str) and len(v) < 32:
@@ -471,8 +516,13 @@ def attributes(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
     for k, v in pairs:
         if len(out) >= MAX_ATTRIBUTES:
             break
+        if type(v) is str and v and len(v) <= ATTRIBUTE_LIMIT and v.isprintable():
+            out[k] = v  # the usual case, as scalar_str would keep it
+            continue
+        if v is None:
+            continue
         if isinstance(v, list):
-            v = ";".join(x for x in v if isinstance(x, str)) or None
+            v = ";".join([x for x in v if isinstance(x, str)]) or None
         s = scalar_str(v, ATTRIBUTE_LIMIT)
         if s is not None:
             out[k] = s
@@ -483,13 +533,26 @@ def revision(identity: str, *parts: str | float | None, status_raw: Mapping[str,
     """Fingerprint of one version of a finding, as the source versions it: its identity,
     its own last-updated value, its status fields and severity. A redelivery of the same
     version gives the same revision whatever envelope carried it."""
-    text = "\x00".join(["-" if p is None else str(p) for p in (identity, *parts)])
-    text += "\x01" + "\x01".join(f"{k}={status_raw[k]}" for k in sorted(status_raw))
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+    text = "\x00".join(["-" if p is None else p if type(p) is str else str(p) for p in (identity, *parts)])
+    text += "\x01" + "\x01".join([f"{k}={v}" for k, v in sorted(status_raw.items())])
+    return sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _revision(
+    identity: str, a: str | None, b: str | None, c: float | None, d: str | None, status_raw: Mapping[str, str]
+) -> str:
+    """``revision(identity, a, b, c, d, status_raw=status_raw)`` for the alert builder, without
+    the variadic packing (an f-string formats a value as ``str`` does)."""
+    text = (
+        f"{identity}\x00{'-' if a is None else a}\x00{'-' if b is None else b}"
+        f"\x00{'-' if c is None else c}\x00{'-' if d is None else d}\x01"
+    )
+    if status_raw:
+        text += "\x01".join([f"{k}={status_raw[k]}" for k in sorted(status_raw)])
+    return sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def build(
-    *,
     source: str,
     source_id: str,
     provider: str,
@@ -514,7 +577,11 @@ def build(
     raw: RawRef,
     attrs: dict[str, str],
     version_hint: str | None = None,
+    /,
 ) -> Alert:
+    """The alert, from what a mapper read. Arguments are positional (each call site names
+    them in comments): a call with this many keyword arguments is compiled to a dict-built
+    call that costs CPython 3.11 nearly a microsecond, a tenth of a whole mapping."""
     identity = identity_of(source, source_id)
     updated = parse_time(updated_raw)
     updated_raw_s = raw_time(updated_raw)
@@ -536,13 +603,8 @@ def build(
     return {
         "identity": identity,
         "source_id": source_id,
-        "revision": revision(
-            identity,
-            updated_raw_s,
-            sev["source_label"],
-            sev["source_score"],
-            version_hint,
-            status_raw=status_raw,
+        "revision": _revision(
+            identity, updated_raw_s, sev["source_label"], sev["source_score"], version_hint, status_raw
         ),
         "provider": provider,
         "product": product,

@@ -181,30 +181,30 @@ def normalize_alert(doc: Any, *, raw: RawRef, received_at: datetime) -> Alert:
     alert_type = opt_str(a.get(k("AlertType")), 256)
     techniques = [t for t in as_list(a.get(k("Techniques"))) if isinstance(t, str)]
     return build(
-        source=SOURCE,
+        SOURCE,  # source
         # Defender's ids embed a GUID whose case varies between export paths.
-        source_id=alert_id.lower(),
-        provider="azure",
-        product="defender",
-        account=sub.lower(),
-        account_name=None,
-        organization=tenant.lower() if tenant else None,
-        region=region,
-        resources=resources,
-        title=clean_title(a.get(k("AlertDisplayName")) or a.get("AlertName") or a.get("DisplayName")),
-        description=clean_description(a.get(k("Description"))),
-        finding_type=alert_type,
-        sev=severity(label, None, sev_raw, None),
-        status=status,
-        status_raw={status_key: st} if st else {},
-        first_seen=parse_time(a.get(k("StartTimeUtc"))),
-        updated_raw=updated,
-        received_at=received_at,
-        evidence=ev,
-        control_id=None,
-        console_url=uri,
-        raw=raw,
-        attrs=attributes(
+        alert_id.lower(),  # source_id
+        "azure",  # provider
+        "defender",  # product
+        sub.lower(),  # account
+        None,  # account_name
+        tenant.lower() if tenant else None,  # organization
+        region,  # region
+        resources,  # resources
+        clean_title(a.get(k("AlertDisplayName")) or a.get("AlertName") or a.get("DisplayName")),  # title
+        clean_description(a.get(k("Description"))),  # description
+        alert_type,  # finding_type
+        severity(label, None, sev_raw, None),  # sev
+        status,  # status
+        {status_key: st} if st else {},  # status_raw
+        parse_time(a.get(k("StartTimeUtc"))),  # first_seen
+        updated,  # updated_raw
+        received_at,  # received_at
+        ev,  # evidence
+        None,  # control_id
+        uri,  # console_url
+        raw,  # raw
+        attributes(
             (
                 ("AlertType", alert_type),
                 ("ProductName", a.get(k("ProductName"))),
@@ -215,5 +215,5 @@ def normalize_alert(doc: Any, *, raw: RawRef, received_at: datetime) -> Alert:
                 ("ResourceType", resources[0]["type"] if resources else None),
                 ("IsIncident", a.get(k("IsIncident"))),
             )
-        ),
+        ),  # attrs
     )

@@ -93,7 +93,51 @@ def documents(body: bytes) -> list[Any | Item]:
         return [orjson.loads(body)]
     except orjson.JSONDecodeError:
         pass
+    if b"}{" in body:
+        docs = _concatenated(body)
+        if docs is not None:
+            return docs
+    if b"\n" in body:
+        docs = _lines(body)
+        if docs is not None:
+            return docs
     return parse_text(to_text(body))
+
+
+def _lines(body: bytes) -> list[Any] | None:
+    """Newline-delimited JSON read by orjson line by line, blank lines skipped, as ``_stream``
+    reads it; None when a line does not parse on its own (a document spread over lines, or a
+    bad line: the standard path decides and explains) or when no line holds an object or array
+    (not a delivery)."""
+    try:
+        docs = [orjson.loads(line) for line in body.split(b"\n") if line.strip(b" \t\r")]
+    except orjson.JSONDecodeError:
+        return None
+    return docs if any(isinstance(d, (dict, list)) for d in docs) else None
+
+
+_DIGITS = bytes(0x39 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))  # digits -> "9", rest -> "."
+_LONG_NUMBER = b"9" * 19
+
+
+def _concatenated(body: bytes) -> list[Any] | None:
+    """Objects written back to back (``{...}{...}``, as Firehose writes them to S3), read by
+    orjson; None when any piece does not parse. ``}{`` outside a string only occurs between
+    documents, and a cut inside a string leaves that piece with an open string, which never
+    parses, so when every piece parses the cuts were the document boundaries.
+
+    orjson reads an integer beyond 64 bits as a float where the standard parser, which reads
+    such objects otherwise, keeps it exact: a body with 19 digits in a row goes that way."""
+    if _LONG_NUMBER in body.translate(_DIGITS):
+        return None
+    pieces = body.split(b"}{")
+    last = len(pieces) - 1
+    try:
+        return [
+            orjson.loads((b"" if i == 0 else b"{") + p + (b"" if i == last else b"}")) for i, p in enumerate(pieces)
+        ]
+    except orjson.JSONDecodeError:
+        return None
 
 
 def to_text(body: bytes) -> str:

@@ -158,30 +158,30 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
     )
     ftype = opt_str(f.get("type"), 256)
     return build(
-        source=SOURCE,
-        source_id=arn,
-        provider="aws",
-        product="guardduty",
-        account=account,
-        account_name=None,
-        organization=None,
-        region=region,
-        resources=resources,
-        title=clean_title(f.get("title")),
-        description=clean_description(f.get("description")),
-        finding_type=ftype,
-        sev=severity(severity_label(score), score * 10, None, score),
+        SOURCE,  # source
+        arn,  # source_id
+        "aws",  # provider
+        "guardduty",  # product
+        account,  # account
+        None,  # account_name
+        None,  # organization
+        region,  # region
+        resources,  # resources
+        clean_title(f.get("title")),  # title
+        clean_description(f.get("description")),  # description
+        ftype,  # finding_type
+        severity(severity_label(score), score * 10, None, score),  # sev
         # Archiving (by hand or by a suppression rule) hides a finding; it is not a fix.
-        status="suppressed" if archived is True else "active",
-        status_raw=status_raw,
-        first_seen=parse_time(service.get("eventFirstSeen")) or parse_time(f.get("createdAt")),
-        updated_raw=f.get("updatedAt"),
-        received_at=received_at,
-        evidence=ev,
-        control_id=None,
-        console_url=console,
-        raw=raw,
-        attrs=attributes(
+        "suppressed" if archived is True else "active",  # status
+        status_raw,  # status_raw
+        parse_time(service.get("eventFirstSeen")) or parse_time(f.get("createdAt")),  # first_seen
+        f.get("updatedAt"),  # updated_raw
+        received_at,  # received_at
+        ev,  # evidence
+        None,  # control_id
+        console,  # console_url
+        raw,  # raw
+        attributes(
             (
                 ("type", ftype),
                 ("resourceType", get(f, "resource", "resourceType")),
@@ -191,5 +191,5 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
                 ("serviceName", get(service, "action", "awsApiCallAction", "serviceName")),
                 ("threatListName", get(service, "additionalInfo", "threatListName")),
             )
-        ),
+        ),  # attrs
     )

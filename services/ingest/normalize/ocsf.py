@@ -148,29 +148,29 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
         or parse_time(info.get("created_time"))
     )
     return build(
-        source=SOURCE,
-        source_id=f"{product_uid}|{account}|{uid}",
-        provider="aws",
-        product=product_of(product_uid, product_name),
-        account=account,
-        account_name=opt_str(get(f, "cloud", "account", "name"), 256),
-        organization=opt_str(get(f, "cloud", "org", "uid"), 256),
-        region=region,
-        resources=resources,
-        title=clean_title(info.get("title")),
-        description=clean_description(info.get("desc")),
-        finding_type=opt_str(types[0], 256) if types else opt_str(f.get("class_name"), 256),
-        sev=_severity(f),
-        status=status,
-        status_raw=status_raw,
-        first_seen=first,
-        updated_raw=updated,
-        received_at=received_at,
-        evidence=ev,
-        control_id=opt_str(get(f, "compliance", "control"), 64),
-        console_url=opt_str(info.get("src_url"), 2048),
-        raw=raw,
-        attrs=attributes(
+        SOURCE,  # source
+        f"{product_uid}|{account}|{uid}",  # source_id
+        "aws",  # provider
+        product_of(product_uid, product_name),  # product
+        account,  # account
+        opt_str(get(f, "cloud", "account", "name"), 256),  # account_name
+        opt_str(get(f, "cloud", "org", "uid"), 256),  # organization
+        region,  # region
+        resources,  # resources
+        clean_title(info.get("title")),  # title
+        clean_description(info.get("desc")),  # description
+        opt_str(types[0], 256) if types else opt_str(f.get("class_name"), 256),  # finding_type
+        _severity(f),  # sev
+        status,  # status
+        status_raw,  # status_raw
+        first,  # first_seen
+        updated,  # updated_raw
+        received_at,  # received_at
+        ev,  # evidence
+        opt_str(get(f, "compliance", "control"), 64),  # control_id
+        opt_str(info.get("src_url"), 2048),  # console_url
+        raw,  # raw
+        attributes(
             (
                 ("class_name", f.get("class_name")),
                 ("ProductName", product_name),
@@ -179,5 +179,5 @@ def normalize_finding(f: Any, *, raw: RawRef, received_at: datetime) -> Alert:
                 ("analytic", get(info, "analytic", "name")),
                 ("ResourceType", resources[0]["type"] if resources else None),
             )
-        ),
+        ),  # attrs
     )

@@ -177,30 +177,30 @@ def normalize_message(msg: Any, *, raw: RawRef, received_at: datetime) -> Alert:
     console = f"https://console.cloud.google.com/security/command-center/findingsv2;name={qname}"
     console += f"?organizationId={org}" if org else (f"?project={project}" if project else "")
     return build(
-        source=SOURCE,
-        source_id=name,
-        provider="gcp",
-        product="scc",
-        account=account,
-        account_name=None,
-        organization=org,
-        region=region,
-        resources=resources,
-        title=title,
-        description=clean_description(description),
-        finding_type=category,
-        sev=severity(label, None, sev_raw, None),
-        status=status,
-        status_raw=status_raw,
-        first_seen=parse_time(f.get("createTime")),
-        updated_raw=f.get("eventTime") or f.get("createTime"),
-        received_at=received_at,
-        evidence=ev,
+        SOURCE,  # source
+        name,  # source_id
+        "gcp",  # provider
+        "scc",  # product
+        account,  # account
+        None,  # account_name
+        org,  # organization
+        region,  # region
+        resources,  # resources
+        title,  # title
+        clean_description(description),  # description
+        category,  # finding_type
+        severity(label, None, sev_raw, None),  # sev
+        status,  # status
+        status_raw,  # status_raw
+        parse_time(f.get("createTime")),  # first_seen
+        f.get("eventTime") or f.get("createTime"),  # updated_raw
+        received_at,  # received_at
+        ev,  # evidence
         # Posture (misconfiguration) findings: the category is the check that failed.
-        control_id=category if finding_class == "MISCONFIGURATION" else None,
-        console_url=console,
-        raw=raw,
-        attrs=attributes(
+        category if finding_class == "MISCONFIGURATION" else None,  # control_id
+        console,  # console_url
+        raw,  # raw
+        attributes(
             (
                 ("category", category),
                 ("findingClass", finding_class),
@@ -210,5 +210,5 @@ def normalize_message(msg: Any, *, raw: RawRef, received_at: datetime) -> Alert:
                 ("externalUri", f.get("externalUri")),
                 ("api", "v2" if "/locations/" in (f.get("name") or "") or "gcpMetadata" in res else "v1"),
             )
-        ),
+        ),  # attrs
     )
