@@ -156,7 +156,7 @@ def _first(records: list[tuple[int, float]], occurrences: int) -> float | None:
     return next((t for n, t in records if n >= occurrences), None)
 
 
-def burst(findings: int, per_event: int = 50) -> None:
+def burst(findings: int, per_event: int = 50, timeout_s: float = 7200) -> None:
     env = {"enrich": {"ALERTLINE_SCREENSHOT__ENABLED": "false"}, "ingest": {"ALERTLINE_INGEST__SQS__WAIT_S": "1"}}
     stack = _stack(env)
     try:
@@ -168,16 +168,27 @@ def burst(findings: int, per_event: int = 50) -> None:
         print(f"burst: {findings} Security Hub findings ({per_event} per event) sent to SQS in {sent_s:.0f} s",
               flush=True)  # fmt: skip
         last = None
+        expected = {identity_of(securityhub(n, True, 0)) for n in range(findings)}
 
         def drained() -> bool:
-            nonlocal last
-            cur = (stack.github.writes(), len(stack.issues()))
+            """Ingest took every message, every stage caught up, and every finding shows on
+            GitHub (grouped pages are written after flush_quiet_s / flush_max_delay_s)."""
+            nonlocal last, checked_at
+            issues = stack.issues()
+            cur = (stack.github.writes(), len(issues))
             if cur != last:
                 print(f"  {time.monotonic() - t0:6.0f} s: GitHub writes {cur[0]}, issues {cur[1]}", flush=True)
                 last = cur
-            return stack.settled()
+            if time.monotonic() - checked_at < 15 or not (_queue_empty(stack) and stack.settled()):
+                return False
+            checked_at = time.monotonic()
+            return expected <= _shown(issues)
 
-        stack.wait_for(drained, 7200, "the burst to drain")
+        checked_at = 0.0
+        try:
+            stack.wait_for(drained, timeout_s, "the burst to drain")
+        except TimeoutError as exc:
+            print(f"  NOT drained: {exc}")
         drain_s = time.monotonic() - t0
         issues = stack.issues()
         bodies = "\n".join(i.body or "" for i in issues)
@@ -200,8 +211,18 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _shown(issues: list[Any]) -> set[str]:
+    """Identities on GitHub: an issue's marker or a grouped issue's task line."""
+    from services.ticket.text import parse_members
+
+    out = {m[1] for i in issues for m in [MARKER.search(i.body or "")] if m}
+    for i in issues:
+        out |= set(parse_members(i.body or ""))
+    return out
+
+
 def _accounting(stack: Stack, findings: int, issues: list[Any]) -> None:
-    """Every finding on an issue of its own, a grouped issue's line, or a grouped issue's count."""
+    """Every finding on an issue of its own or a grouped issue's line."""
     from services.ticket.text import parse_members
 
     expected = {identity_of(securityhub(n, True, 0)) for n in range(findings)}
@@ -222,8 +243,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=100)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--findings", type=int, default=100_000)
+    ap.add_argument("--timeout", type=float, default=7200, help="burst: give up waiting after this many seconds")
     a = ap.parse_args()
-    steady(a.rate, a.seconds) if a.mode == "steady" else burst(a.findings)
+    steady(a.rate, a.seconds) if a.mode == "steady" else burst(a.findings, timeout_s=a.timeout)
 
 
 if __name__ == "__main__":
