@@ -158,6 +158,8 @@ class TicketState(TypedDict):
     members: list[GroupMember]
     dirty_since: datetime | None
     flushed_at: datetime | None
+    overflow: int
+    overflow_resolved: int
 
 
 class TicketEvent(TypedDict):

@@ -164,6 +164,39 @@ def run_rebuild(repos: list[str] | None, dry_run: bool, echo: Callable[[str], No
     return stats
 
 
+def group_members(group_key: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """Every alert grouped under ``group_key`` (the full ``repository|key`` or the part shown in
+    the issue), from the ticket state topic: the list behind a group's overflow count."""
+    from alertline.kafka.table import TableReader
+    from alertline.topics import topic
+    from services.ticket.app import codec_of
+    from services.ticket.settings import TicketSettings
+
+    settings = TicketSettings()
+    codec = codec_of(settings)
+    name = topic(settings.kafka.topic_prefix, "tickets.state")
+    reader = TableReader(settings.kafka, name, decode=lambda b: codec.decode("ticket_state", b, name)).start()
+    try:
+        if not reader.wait_ready(timeout_s):
+            raise AlertlineError(f"{name} not readable within {timeout_s:.0f}s")
+        rows = dict(reader.rows)
+    finally:
+        reader.stop()
+    out = []
+    for st in rows.values():
+        gk = st.get("group_key") or ""
+        if (
+            st.get("record_type") == "identity"
+            and st["state"] == domain.GROUPED
+            and group_key in (gk, gk.split("|", 1)[-1])
+        ):
+            out.append({
+                "identity": st["identity"], "status": st["alert_status"], "repository": st["repository"],
+                "first_seen": st["first_seen"].isoformat(), "last_seen": st["last_seen"].isoformat(),
+            })  # fmt: skip
+    return sorted(out, key=lambda r: r["identity"])
+
+
 def register(cli: click.Group) -> None:
     @cli.group("tickets")
     def tickets() -> None:
@@ -207,6 +240,20 @@ def register(cli: click.Group) -> None:
         out.flush()
         if failed:
             sys.exit(1)
+
+    @tickets.command("members")
+    @click.argument("group_key")
+    def members(group_key: str) -> None:
+        """List every alert of a storm group (one JSON line each), including those a large group
+        only counts. GROUP_KEY as shown in the grouped issue."""
+        try:
+            rows = group_members(group_key)
+        except AlertlineError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(1)
+        for r in rows:
+            click.echo(json.dumps(r))
+        click.echo(f"{len(rows)} alerts in group {group_key!r}", err=True)
 
     @tickets.command("rebuild")
     @click.option("--repo", "repos", multiple=True, help="owner/name (default: the configured repositories).")

@@ -52,6 +52,9 @@ class Policy:
     storm_key_threshold: int = 3
     storm_partition_threshold: int = 10
     page_size: int = 200
+    # A group lists its alerts on at most this many issues; beyond, the last one counts them
+    # (a 100,000-finding rollout is 5 issues and a number, not 800 issues of task lists).
+    max_pages: int = 5
     page_budget: int = 60_000
     flush_quiet: timedelta = timedelta(minutes=2)
     flush_max_delay: timedelta = timedelta(minutes=10)
@@ -112,6 +115,7 @@ class MemberOut:
     group_title: str
     repository: str
     member: GroupMember
+    joined: bool = False  # a new member (else a status change of one)
 
 
 @dataclass
@@ -184,7 +188,7 @@ def new_state(identity: str, repository: str, now: datetime, **over: Any) -> Tic
         "comment_fingerprints": [], "labels": [], "group_key": None, "product": "", "auto_close": True,
         "updated_at": now, "record_type": "identity", "generation": 0, "previous_issue": None,
         "gh_updated_at": None, "removed_labels": [], "title": None, "page": 0, "members": [],
-        "dirty_since": None, "flushed_at": None,
+        "dirty_since": None, "flushed_at": None, "overflow": 0, "overflow_resolved": 0,
     }  # fmt: skip
     st.update(over)
     return cast(TicketState, st)
@@ -292,7 +296,7 @@ def expired_storm_counters(keys: Iterator[str], get: Any, now: datetime, policy:
 
 
 def _member_out(alert: Alert, decision: Decision, enrichments: Sequence[Enrichment], gk: str, resolved: bool,
-                now: datetime, policy: Policy) -> MemberOut:  # fmt: skip
+                now: datetime, policy: Policy, joined: bool = False) -> MemberOut:  # fmt: skip
     member: GroupMember = {
         "identity": alert["identity"],
         "line": str(render.member_line(alert, decision, enrichments)),
@@ -301,7 +305,7 @@ def _member_out(alert: Alert, decision: Decision, enrichments: Sequence[Enrichme
         "updated_at": now,
     }
     title = decision.get("group_key") or alert["title"]
-    return MemberOut(group_event_key(gk), gk, title, repository_of(decision, policy), member)
+    return MemberOut(group_event_key(gk), gk, title, repository_of(decision, policy), member, joined)
 
 
 # ---------------------------------------------------------------------------- alerts
@@ -351,7 +355,7 @@ def _on_new(alert: Alert, decision: Decision, enrichments: list[Enrichment], sta
     storm = storm_check(get, group_hash(gk), repo, now, policy)
     if storm.grouped:
         st = new_state(alert["identity"], repo, now, state=GROUPED, group_key=gk, **base)
-        out = _member_out(alert, decision, enrichments, gk, False, now, policy)
+        out = _member_out(alert, decision, enrichments, gk, False, now, policy, joined=True)
         return Plan(state=st, members=[out], other_states=dict(storm.updates), note="storm: grouped")
     st = new_state(alert["identity"], repo, now, state=OPEN, group_key=None, flushed_at=now,
                    last_comment_at=now, **base)  # fmt: skip
@@ -699,7 +703,21 @@ def on_member(get: Any, ev: TicketEvent, now: datetime, policy: Policy,
         len(last["members"]) >= policy.page_size
         or _page_size(last["members"]) + render.member_size(m["identity"], m["line"]) > policy.page_budget
         or last["state"] == CLOSED
+        or last["overflow"] > 0
     )
+    if last is not None and full and len(pages) >= policy.max_pages:
+        # Counted on the last page, not listed. A join adds one; a status change of a member
+        # that is not listed can only be one of these.
+        st = _copy(last)
+        if ev["action"] == "join":
+            st["overflow"] += 1
+            st["overflow_resolved"] += 1 if m["resolved"] else 0
+        else:
+            st["overflow_resolved"] += 1 if m["resolved"] else -1
+        st["overflow"] = max(st["overflow"], 0)
+        st["overflow_resolved"] = min(max(st["overflow_resolved"], 0), st["overflow"])
+        _touch(st, now)
+        return Plan(state=st, note=page_key(ghash, st["page"]) + " (overflow)")
     if last is None or full:
         n = len(pages) + 1
         st = new_state(page_key(ghash, n), ev["repository"], now, record_type="page", page=n, group_key=gk,
@@ -770,10 +788,10 @@ def flush_page(prev: TicketState, now: datetime) -> Plan:
     ghash = st["identity"].split(":", 1)[1].split("#", 1)[0]
     members = page_members(st)
     total = len(members)
-    title = render.page_title(st["title"] or st["group_key"] or "", total, st["page"])
+    title = render.page_title(st["title"] or st["group_key"] or "", total + st["overflow"], st["page"])
     body = render.page_body(ghash, st["page"], st["group_key"] or "", st["title"] or "", members,
-                            st.get("previous_issue"))  # fmt: skip
-    all_done = bool(members) and all(m.resolved for m in members)
+                            st.get("previous_issue"), st["overflow"], st["overflow_resolved"])  # fmt: skip
+    all_done = bool(members) and all(m.resolved for m in members) and st["overflow_resolved"] >= st["overflow"]
     for m in st["members"]:
         m["shown_resolved"] = m["resolved"]
     _set(st, dirty_since=None, flushed_at=now, updated_at=now)

@@ -82,7 +82,7 @@ def page_state(item: ListedIssue, now: datetime) -> TicketState:
         close_reason=reason, group_key=m.field("key"),
         closed_at=(o.closed_at or o.updated_at) if closed else None, members=members, occurrences=len(members),
         title=title, labels=_ours(o.labels), gh_updated_at=o.updated_at, first_seen=item.created_at,
-        last_seen=o.updated_at,
+        last_seen=o.updated_at, overflow=int(m.field("over") or 0), overflow_resolved=int(m.field("over_res") or 0),
     )  # fmt: skip
 
 

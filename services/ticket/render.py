@@ -340,6 +340,14 @@ def page_title(title: str, total: int, page: int) -> str:
     return plain_title(f"[storm] {total} alerts: {title}{part}")
 
 
+def page_marker_fields(group_key: str, overflow: int, overflow_resolved: int) -> tuple[tuple[str, str], ...]:
+    """A page's marker: its group key, and its overflow counts (so ``tickets rebuild`` keeps them)."""
+    fields: tuple[tuple[str, str], ...] = (("key", group_key),)
+    if overflow:
+        fields += (("over", str(overflow)), ("over_res", str(overflow_resolved)))
+    return fields
+
+
 def page_body(
     group_hash: str,
     page: int,
@@ -347,6 +355,8 @@ def page_body(
     title: str,
     members: Sequence[PageMember],
     previous: int | None = None,
+    overflow: int = 0,
+    overflow_resolved: int = 0,
 ) -> str:
     """``group_key`` is the full key (``repository|key``); the body shows the part after the ``|``.
 
@@ -357,12 +367,16 @@ def page_body(
         title = title[: MAX_TITLE - 1] + "…"
     body = _render(
         "page_body.md.j2",
-        marker=Marker(group=group_hash, page=page, fields=(("key", group_key),)).render(),
-        total=len(members),
+        marker=Marker(
+            group=group_hash, page=page, fields=page_marker_fields(group_key, overflow, overflow_resolved)
+        ).render(),
+        total=len(members) + overflow,
         title=title,
         group_key=group_key.split("|", 1)[-1][:MAX_TITLE],
-        open=len(members) - resolved,
-        resolved=resolved,
+        open=len(members) - resolved + overflow - overflow_resolved,
+        resolved=resolved + overflow_resolved,
+        overflow=overflow,
+        overflow_resolved=overflow_resolved,
         page=page,
         previous=Md(f"#{previous}") if previous else None,
         members=[

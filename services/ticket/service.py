@@ -191,7 +191,8 @@ class TicketService:
     def _member_output(self, m: domain.MemberOut, now: datetime) -> Output:
         ev: dict[str, Any] = {
             "kind": "member", "key": m.key, "repository": m.repository, "issue_number": None, "generation": 0,
-            "page": 0, "action": "update", "issue_state": None, "state_reason": None, "labels": [], "actor": None,
+            "page": 0, "action": "join" if m.joined else "update", "issue_state": None, "state_reason": None,
+            "labels": [], "actor": None,
             "observed_at": now, "delivery_id": None, "seen_at": None, "group_key": m.group_key,
             "group_title": m.group_title,
             "member": m.member,

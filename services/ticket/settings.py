@@ -93,6 +93,7 @@ class TicketOptions(BaseModel):
     storm_key_threshold: int = Field(default=3, ge=1, description="New identities per group key and partition.")
     storm_partition_threshold: int = Field(default=10, ge=1, description="Individual issues per partition.")
     page_size: int = Field(default=200, ge=1, le=400)
+    storm_max_pages: int = Field(default=5, ge=1, description="Issues listing one group; beyond, counted only.")
     flush_quiet_s: float = Field(default=120.0, ge=0)
     flush_max_delay_s: float = Field(default=600.0, ge=0)
     body_refresh_s: float = Field(
@@ -116,6 +117,7 @@ class TicketOptions(BaseModel):
             storm_key_threshold=self.storm_key_threshold,
             storm_partition_threshold=self.storm_partition_threshold,
             page_size=self.page_size,
+            max_pages=self.storm_max_pages,
             flush_quiet=timedelta(seconds=self.flush_quiet_s),
             flush_max_delay=timedelta(seconds=self.flush_max_delay_s),
             body_refresh=timedelta(seconds=self.body_refresh_s),

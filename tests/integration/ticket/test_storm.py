@@ -3,11 +3,16 @@ alerts resolve; the grouped issue closes when all are."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
+import click
 import pytest
+from click.testing import CliRunner
 
 from devtools.github_fake import FakeGitHub
+from services.ticket.cli import register
 from services.ticket.text import parse_marker, parse_members
 from tests.integration.ticket.harness import REPO, Harness, create_topics, decision, enriched, revision, wait_for
 
@@ -79,3 +84,41 @@ def test_a_storm_becomes_grouped_issues_that_tick_and_close(kafka_bootstrap: str
         assert resolve_writes < 3 * len(singles) + 3 * 3, f"{resolve_writes} writes to resolve {N} alerts"
         h.drain()
     assert len(fake.issues(REPO)) == len(singles) + 3
+
+
+def test_a_group_beyond_its_page_limit_counts_the_rest_lists_them_on_request_and_still_closes(
+    kafka_bootstrap: str, prefix: str, fake: FakeGitHub
+) -> None:
+    create_topics(kafka_bootstrap, prefix)
+    h = Harness(kafka_bootstrap, prefix, fake)
+    alerts = [enriched(i, dec=decision(group_key="standard-enabled")) for i in range(N)]
+    with h.running(ticket={**POLICY, "storm_max_pages": 2}):
+        for ea in alerts:
+            h.send(ea)
+
+        def counted() -> bool:
+            singles, pages = _split(fake)
+            bodies = " ".join(i.body for i in fake.issues(REPO))
+            over = re.search(r"and (\d+) more alerts of this kind", bodies)
+            listed = sum(len(p) for p in pages.values())
+            return len(pages) == 2 and over is not None and len(singles) + listed + int(over[1]) == N
+
+        wait_for(counted, 60, "every alert listed or counted")
+        singles, pages = _split(fake)
+        assert [len(p) for p in pages.values()] == [50, 50]
+        last = fake.repo(REPO).issues[max(pages)]
+        assert last.title.startswith(f"[storm] {N - len(singles) - 50} alerts: standard-enabled (part 2)")
+
+        env = {"ALERTLINE_KAFKA__BOOTSTRAP": kafka_bootstrap, "ALERTLINE_KAFKA__TOPIC_PREFIX": prefix}
+        cli = click.Group()
+        register(cli)
+        r = CliRunner().invoke(cli, ["tickets", "members", "standard-enabled"], env=env)
+        assert r.exit_code == 0, r.output
+        listed = {json.loads(line)["identity"] for line in r.stdout.splitlines() if line.startswith("{")}
+        assert listed == {ea["alert"]["identity"] for ea in alerts} - set(singles), "every grouped alert, counted too"
+
+        for ea in alerts:
+            h.send(revision(ea, "r2", status="resolved"))
+        wait_for(lambda: all(i.state == "closed" for i in fake.issues(REPO)), 60, "every issue and page closed")
+        assert "(0 resolved)" not in fake.repo(REPO).issues[max(pages)].body
+        h.drain()

@@ -49,7 +49,7 @@ def test_every_contract_round_trips(codec: SingleObjectCodec) -> None:
             "gh_updated_at": a["received_at"], "removed_labels": ["x"], "title": "t", "page": 1,
             "members": [{"identity": "m", "line": "l", "resolved": True, "shown_resolved": False,
                          "updated_at": a["received_at"]}],
-            "dirty_since": None, "flushed_at": a["received_at"],
+            "dirty_since": None, "flushed_at": a["received_at"], "overflow": 0, "overflow_resolved": 0,
         },
         "ticket_event": {
             "kind": "human", "key": "i", "repository": "acme/sec", "issue_number": 3, "generation": 0, "page": 0,

@@ -16,9 +16,6 @@ POLICY = Policy(default_repository="acme/alerts", storm_key_threshold=3, storm_p
 class Partition:
     """One partition's state, as the runtime would hold it."""
 
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
-
     def get(self, k: str) -> Any:
         return self.state.get(k)
 
@@ -33,10 +30,15 @@ class Partition:
         self.state.update(plan.other_states)
         return plan
 
+    def __init__(self, policy: Policy = POLICY) -> None:
+        self.state: dict[str, Any] = {}
+        self.policy = policy
+
     def member(self, m: domain.MemberOut, now=T0) -> domain.Plan:
         ev = {"kind": "member", "key": m.key, "repository": m.repository, "group_key": m.group_key,
-              "group_title": m.group_title, "member": m.member, "observed_at": now, "action": "update"}  # fmt: skip
-        plan = domain.on_member(self.get, ev, now, POLICY)  # type: ignore[arg-type]
+              "group_title": m.group_title, "member": m.member, "observed_at": now,
+              "action": "join" if m.joined else "update"}  # fmt: skip
+        plan = domain.on_member(self.get, ev, now, self.policy)  # type: ignore[arg-type]
         assert plan.state is not None
         self.state[plan.state["identity"]] = plan.state
         return plan
@@ -109,6 +111,37 @@ def test_a_member_index_finds_members_and_a_wrong_hint_falls_back_to_searching_e
             assert plan.state["page"] == 1 and len(plan.state["members"]) == before[plan.state["identity"]]
             (row,) = [x for x in plan.state["members"] if x["identity"] == m.member["identity"]]
             assert row["resolved"]
+
+
+def test_beyond_max_pages_a_group_counts_its_alerts_on_the_last_page_and_closes_when_all_resolve() -> None:
+    pol = Policy(default_repository="acme/alerts", storm_key_threshold=3, page_size=50, max_pages=2)
+    ids, grp = Partition(pol), Partition(pol)
+    eas = [enriched(i, dec=decision(group_key="detector-rollout")) for i in range(153)]
+    for ea in eas:
+        for m in ids.alert(ea).members:
+            grp.member(m)
+    pages = sorted(k for k in grp.state if k.startswith("group:"))
+    assert len(pages) == 2 and [len(grp.state[k]["members"]) for k in pages] == [50, 50]
+    last = grp.state[pages[1]]
+    assert (last["overflow"], last["overflow_resolved"]) == (50, 0)
+    now = T0 + pol.flush_quiet
+    create = _flush(grp, pages[1], now, number=501).actions[0]
+    assert isinstance(create, CreateIssue) and create.title.startswith("[storm] 100 alerts: detector-rollout (part 2)")
+    assert "and 50 more alerts of this kind (0 resolved)" in create.body
+    assert "**100 open · 0 resolved**" in create.body
+    _flush(grp, pages[0], now, number=500)
+    for ea in eas[3:]:  # every alert resolves at the source: listed lines are ticked, the overflow counted down
+        for m in ids.alert(revision(ea, "r2", status="resolved")).members:
+            grp.member(m, now)
+    last = grp.state[pages[1]]
+    assert (last["overflow"], last["overflow_resolved"]) == (50, 50)
+    upd = _flush(grp, pages[1], now + pol.flush_quiet).actions[0]
+    assert isinstance(upd, UpdateIssue) and upd.state == "closed" and "(50 resolved)" in str(upd.body)
+    (m,) = ids.alert(revision(eas[-1], "r3", minutes=5)).members  # one overflow alert comes back
+    grp.member(m, now)
+    assert grp.state[pages[1]]["overflow_resolved"] == 49
+    again = _flush(grp, pages[1], now + 2 * pol.flush_quiet).actions[0]
+    assert isinstance(again, UpdateIssue) and again.state == "open"
 
 
 def _flush(grp: Partition, key: str, now: Any, number: int = 500) -> domain.Plan:
