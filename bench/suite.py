@@ -189,12 +189,34 @@ def rss(r: Run, deliveries: int) -> None:
                    f"({time.monotonic() - t0:.0f}s, {issues} issues filed)")  # fmt: skip
 
 
-# ---------------------------------------------------------------------------- hook for the lead
-# HOOK: end-to-end latency (p50/p99 from source delivery to GitHub call at a steady 100 alerts/s
-# with 50 ms GitHub latency) and the 100,000-finding burst (time to drain, GitHub writes used,
-# issues created, nothing lost) plug in here. A section is ``fn(run)``: it may append Rows to
-# ``run.rows`` and free lines to ``run.extra``; it runs after the stage benches, before RSS.
-EXTRA_SECTIONS: list[tuple[str, Callable[[Run], None]]] = []
+# ---------------------------------------------------------------------------- end to end
+def e2e_steady(r: Run) -> None:
+    """Latency from source delivery (SQS send) to the ticket decision, at 100 alerts/s with 50 ms
+    GitHub latency and GitHub's own write limits (bench/e2e.py steady)."""
+    out = r.bench("e2e_steady", ["bench/e2e.py", "steady", "--rate", "100", "--seconds", "15" if r.quick else "30"],
+                  timeout=1800)  # fmt: skip
+    figures = r": SQS send -> ticket state: p50 ([\d.]+) s, p99 ([\d.]+) s.*missing (\d+)"
+    for label in ("all alerts", "creates and closes (GitHub writes)"):
+        m = re.search(re.escape(label) + figures, out)
+        if not m:
+            raise ValueError(f"e2e steady figures not found in:\n{out}")
+        r.extra.append(f"end to end at 100 alerts/s, {label}: p50 {float(m[1]):.2f} s, p99 {float(m[2]):.2f} s "
+                       f"(goal p99 < 2 s), missing {m[3]}")  # fmt: skip
+
+
+def e2e_burst(r: Run) -> None:
+    """A burst of new findings of one kind with the default GitHub limits (bench/e2e.py burst):
+    100,000 findings (10,000 with --quick)."""
+    n = "10000" if r.quick else "100000"
+    out = r.bench("e2e_burst", ["bench/e2e.py", "burst", "--findings", n, "--timeout", "3000"], timeout=3600)
+    for pattern in (r"  drained in .*", r"  NOT drained.*", r"  issues: .*", r"  accounted for: .*", r"  peak RSS: .*"):
+        m = re.search(pattern, out)
+        if m:
+            r.extra.append(f"burst of {int(n):,}: {m[0].strip()}")
+
+
+# Slow (minutes each): run by default, skipped with --only.
+EXTRA_SECTIONS: list[tuple[str, Callable[[Run], None]]] = [("e2e-steady", e2e_steady), ("e2e-burst", e2e_burst)]
 
 
 # ---------------------------------------------------------------------------- the table
