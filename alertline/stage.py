@@ -57,19 +57,35 @@ class PartitionState:
     it to memory only after that transaction commits.
     """
 
-    def __init__(self, committed: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        committed: dict[str, Any] | None = None,
+        pack: Callable[[Any], bytes] | None = None,
+        unpack: Callable[[bytes], Any] | None = None,
+    ) -> None:
+        # With ``pack``/``unpack`` (the state's Avro codec), committed values are kept encoded
+        # and decoded on read: ~300 bytes instead of ~2.5 KB of dicts and datetimes per key, so
+        # a ticket service holding 100,000 identities stays small. Values read are fresh copies.
         self.committed: dict[str, Any] = committed if committed is not None else {}
+        self._pack = pack
+        self._unpack = unpack
         self._batch: dict[str, Any] = {}
         self._record: dict[str, Any] = {}
 
     _DELETED = object()
+    _MISSING = object()
 
     def get(self, key: str, default: Any = None) -> Any:
         for layer in (self._record, self._batch):
             if key in layer:
                 v = layer[key]
                 return default if v is self._DELETED else v
-        return self.committed.get(key, default)
+        v = self.committed.get(key, self._MISSING)
+        if v is self._MISSING:
+            return default
+        if self._unpack is not None and type(v) is bytes:
+            return self._unpack(v)
+        return v
 
     def set(self, key: str, value: Any) -> None:
         self._record[key] = value
@@ -83,7 +99,8 @@ class PartitionState:
             for k in layer:
                 if k not in seen:
                     seen.add(k)
-                    if self.get(k, self._DELETED) is not self._DELETED:
+                    top = self._record.get(k, self._batch.get(k, self._MISSING))
+                    if top is not self._DELETED:
                         yield k
 
     # runtime side
@@ -100,7 +117,7 @@ class PartitionState:
             if v is self._DELETED:
                 self.committed.pop(k, None)
             else:
-                self.committed[k] = v
+                self.committed[k] = self._pack(v) if self._pack is not None else v
         self._batch.clear()
 
     def abort_batch(self) -> None:

@@ -250,7 +250,7 @@ class Runner:
 
     def _restore(self, partitions: list[int]) -> dict[int, PartitionState]:
         """Read the state topic's partitions (same numbers as the input's) to their end."""
-        out = {p: PartitionState() for p in partitions}
+        out = {p: self._new_state() for p in partitions}
         if not partitions:
             return out
         assert self.stage.state_topic and self.stage.state_schema
@@ -278,9 +278,8 @@ class Runner:
                     if value is None:
                         out[part].committed.pop(key, None)
                     else:
-                        out[part].committed[key] = self.codec.decode(
-                            self.stage.state_schema, value, self.stage.state_topic
-                        )
+                        self.codec.decode(self.stage.state_schema, value, self.stage.state_topic)  # valid?
+                        out[part].committed[key] = bytes(value)
                     n += 1
         finally:
             c.close()
@@ -295,7 +294,17 @@ class Runner:
         return out
 
     def state(self, partition: int) -> PartitionState:
-        return self._states.setdefault(partition, PartitionState())
+        return self._states.setdefault(partition, self._new_state())
+
+    def _new_state(self) -> PartitionState:
+        """Committed state kept Avro-encoded (decoded on read) when the stage has a state schema."""
+        schema, name = self.stage.state_schema, self.stage.state_topic
+        if schema is None:
+            return PartitionState()
+        codec = self.codec
+        return PartitionState(
+            pack=lambda v: codec.encode(schema, v, name or ""), unpack=lambda b: codec.decode(schema, b, name or "")
+        )
 
     # ------------------------------------------------------------------ batch
     def _run_batch(self, msgs: list[Message]) -> None:
