@@ -74,10 +74,10 @@ class Ec2Resolver:
             connect_timeout=cfg.connect_timeout_s, read_timeout=cfg.read_timeout_s, retries={"max_attempts": 3}
         )
         self._lock = threading.Lock()
-        # Held while a boto3 client is built. The first client of a service parses its model
-        # (EC2's is ~10-25 MB of Python objects); the 16 planning threads of the engine racing
-        # to build their own each parsed it again at once, and the freed copies stayed in
-        # fragmented malloc arenas: ~200 MB of peak RSS for one cold batch.
+        # Held while a boto3 client is built. A client parses its service model (EC2's: about
+        # 30 MB of Python objects); the engine's 16 planning threads racing on a cold batch each
+        # parsed it at once, and the process kept the memory: 384 MB peak RSS instead of 118 MB
+        # in the 10,000-finding burst (docs/performance.md).
         self._build_lock = threading.Lock()
         self._creds: dict[str, tuple[float, dict[str, str]]] = {}
         self._clients: dict[tuple[str, str | None], tuple[float, Any]] = {}
