@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -93,6 +94,27 @@ def test_a_groups_interfaces_are_reused_within_the_cache_ttl_and_errors_are_not_
     for _ in range(2):  # each attempt really tries: a failure is not remembered
         with pytest.raises(ResolveError):
             down.resolve(ref)
+
+
+def test_a_batch_of_alerts_about_one_group_builds_one_client_and_makes_one_call(moto_url: str) -> None:
+    # The engine plans 16 alerts at once; each thread building its own client parsed the EC2
+    # service model again at the same time (hundreds of MB of peak RSS for one cold batch).
+    w = _world(moto_url)
+    session = boto3.session.Session()
+    built: list[str] = []
+    calls: list[str] = []
+    session.events.register("creating-client-class.ec2", lambda **kw: built.append("ec2"))
+    session.events.register("before-call.ec2.DescribeNetworkInterfaces", lambda **kw: calls.append("describe"))
+    resolver = Ec2Resolver(Ec2Config(endpoint_url=moto_url), session=session)
+    ref = GroupRef(w["sg"], "us-east-1", "123456789012")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _: resolver.resolve(ref), range(16)))
+    assert len(built) == 1 and len(calls) == 1
+    assert all({h.address for h in r.hosts} == {w["public"], w["lb_public"]} for r in results)
+    down = Ec2Resolver(Ec2Config(endpoint_url="http://127.0.0.1:9", connect_timeout_s=0.2))
+    with ThreadPoolExecutor(max_workers=4) as pool:  # waiters share the failure; none is left hanging
+        errors = [f.exception(timeout=30) for f in [pool.submit(down.resolve, ref) for _ in range(4)]]
+    assert all(isinstance(e, ResolveError) for e in errors)
 
 
 def test_exposure_alert_on_a_group_plans_one_probe_per_public_address_and_port(moto_url: str) -> None:
