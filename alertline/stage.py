@@ -10,12 +10,15 @@ A handler is a plain function ``handle(record, ctx) -> Iterable[Output]``:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from alertline.clock import Clock, utcnow
+
+HOT_KEYS = 256  # decoded committed values kept per partition (PartitionState.get)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +68,13 @@ class PartitionState:
     ) -> None:
         # With ``pack``/``unpack`` (the state's Avro codec), committed values are kept encoded
         # and decoded on read: ~300 bytes instead of ~2.5 KB of dicts and datetimes per key, so
-        # a ticket service holding 100,000 identities stays small. Values read are fresh copies.
+        # a ticket service holding 100,000 identities stays small. As before, a value read must
+        # not be changed in place (write a changed copy with ``set``).
         self.committed: dict[str, Any] = committed if committed is not None else {}
         self._pack = pack
         self._unpack = unpack
+        # The most recently read keys, decoded (a storm's pages are read on every member event).
+        self._hot: OrderedDict[str, Any] = OrderedDict()
         self._batch: dict[str, Any] = {}
         self._record: dict[str, Any] = {}
 
@@ -84,7 +90,14 @@ class PartitionState:
         if v is self._MISSING:
             return default
         if self._unpack is not None and type(v) is bytes:
-            return self._unpack(v)
+            hot = self._hot.get(key, self._MISSING)
+            if hot is self._MISSING:
+                hot = self._hot[key] = self._unpack(v)
+                if len(self._hot) > HOT_KEYS:
+                    self._hot.popitem(last=False)
+            else:
+                self._hot.move_to_end(key)
+            return hot
         return v
 
     def set(self, key: str, value: Any) -> None:
@@ -114,6 +127,7 @@ class PartitionState:
 
     def commit_batch(self) -> None:
         for k, v in self._batch.items():
+            self._hot.pop(k, None)
             if v is self._DELETED:
                 self.committed.pop(k, None)
             else:
