@@ -14,9 +14,11 @@ import logging
 import signal
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from confluent_kafka import (
@@ -28,7 +30,9 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from alertline.avro import Codec
 from alertline.clock import Clock, utcnow
@@ -40,6 +44,7 @@ from alertline.stage import Context, Handler, Output, PartitionState, Record
 log = logging.getLogger("alertline.runtime")
 
 TP = tuple[str, int]
+_Encoded = tuple[str, bytes | None, bytes | None, int | None, Mapping[str, bytes] | None]
 _STATELESS = PartitionState()
 MAX_ERROR_MESSAGE = 2000
 
@@ -64,6 +69,45 @@ class Stage:
     prepare: Callable[[Sequence[Record]], None] | None = None
 
 
+class BatchedHistogram:
+    """A Prometheus histogram with one ``service`` label, fed a batch of observations at a time.
+
+    prometheus_client's ``Histogram.observe`` takes a lock per call (about 2 µs); the runtime
+    buckets each record's time in plain locals and adds the batch here once.
+    """
+
+    def __init__(self, name: str, doc: str, service: str, registry: CollectorRegistry, bounds: Sequence[float]) -> None:
+        self.name, self.doc, self.service = name, doc, service
+        self.bounds = tuple(float(b) for b in bounds)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def add(self, counts: Sequence[int], total: float) -> None:
+        """Add per-bucket counts (as ``bisect_left(bounds, value)`` indexes them) and their sum."""
+        with self._lock:
+            for i, n in enumerate(counts):
+                self._counts[i] += n
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        counts = [0] * len(self._counts)
+        counts[bisect_left(self.bounds, value)] = 1
+        self.add(counts, value)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
+            cumulative += n
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+        family = HistogramMetricFamily(self.name, self.doc, labels=["service"])
+        family.add_metric([self.service], buckets, total)
+        yield family
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         lbl = ["service", "topic"]
@@ -78,9 +122,9 @@ class Metrics:
         self.commits = Counter(
             "alertline_transactions_committed", "Committed transactions.", ["service"], registry=registry
         )
-        self.latency = Histogram(
-            "alertline_processing_seconds", "Handler time per record.", ["service"], registry=registry,
-            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+        self.latency = BatchedHistogram(
+            "alertline_processing_seconds", "Handler time per record.", service, registry,
+            (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
         )  # fmt: skip
         self.lag = Gauge(
             "alertline_consumer_lag",
@@ -129,7 +173,6 @@ class Runner:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.http: HttpServer | None = None
-        self._latency = self.metrics.latency.labels(stage.service)
         self._produced: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -176,7 +219,12 @@ class Runner:
 
     # ------------------------------------------------------------------ clients
     def _new_producer(self) -> Producer:
-        conf = self.kafka.client_config() | {
+        # Right after a commit the coordinator answers the next transaction's first request with
+        # CONCURRENT_TRANSACTIONS until its markers are written; at librdkafka's default 100 ms
+        # back-off that retry took most of each batch's time. The back-off still grows
+        # exponentially (to retry.backoff.max.ms) when the broker is really away; extra may override.
+        defaults = {"retry.backoff.ms": 5}
+        conf = defaults | self.kafka.client_config() | {
             "transactional.id": f"{self.stage.group_id}-{self.rt.instance_id}",
             "transaction.timeout.ms": self.kafka.transaction_timeout_ms,
             "enable.idempotence": True,
@@ -336,9 +384,27 @@ class Runner:
     def _process(
         self, msgs: list[Message], batch: _Batch, decoded: dict[tuple[str, int, int], Any] | None = None
     ) -> None:
-        svc = self.stage.service
+        # The hot loop: everything here runs once per record, so it binds what it uses to
+        # locals, builds one Context per partition per batch, and counts metrics per batch.
+        stage = self.stage
+        svc = stage.service
+        handler = stage.handler
+        schema = stage.input_schema
+        stateful = stage.state_topic is not None
+        lazy = getattr(self.codec, "lazy", None) if schema is not None and stage.prepare is None else None
+        decode = self.codec.decode
+        encode = self.codec.encode
+        assert self._producer is not None
+        send = self._producer.produce
+        clock = self.clock
+        perf = time.perf_counter
+        lat = self.metrics.latency
+        bounds, lat_counts, lat_sum = lat.bounds, [0] * (len(lat.bounds) + 1), 0.0
+        start, nxt, blocked = batch.start, batch.next, batch.blocked
+        ctxs: dict[int, Context] = {}
         counts: dict[str, int] = defaultdict(int)
-        observe = self._latency.observe
+        produced: dict[str, int] = defaultdict(int)
+        n_out = 0
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -348,27 +414,49 @@ class Runner:
                 continue
             topic, part, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
             tp = (topic, part)
-            batch.start.setdefault(tp, offset)
-            if tp in batch.blocked:
+            if tp not in start:
+                start[tp] = offset
+            if blocked and tp in blocked:
                 continue
             counts[topic] += 1
-            ctx = Context(
-                now=self.clock, state=self.state(part) if self.stage.state_topic else _STATELESS, partition=part
-            )
-            t0 = time.perf_counter()
+            ctx = ctxs.get(part)
+            if ctx is None:
+                ctx = ctxs[part] = Context(
+                    now=clock, state=self.state(part) if stateful else _STATELESS, partition=part
+                )
+            t0 = perf()
             try:
                 value = m.value()
-                if self.stage.input_schema is not None:
+                if schema is not None:
                     if value is None:
                         raise BadInput("empty record value")
                     pre = decoded.get((topic, part, offset)) if decoded else None
-                    value = pre if pre is not None else self.codec.decode(self.stage.input_schema, value, topic)
-                rec = Record(topic, part, offset, m.key(), value, _headers(m), m.timestamp()[1])
-                outs = list(self.stage.handler(rec, ctx))
+                    if pre is not None:
+                        value = pre
+                    elif lazy is not None:
+                        value = lazy(schema, value, topic)
+                    else:
+                        value = decode(schema, value, topic)
+                raw_headers = m.headers()
+                rec = Record(
+                    topic, part, offset, m.key(), value,
+                    _headers_of(raw_headers) if raw_headers else _NO_HEADERS, m.timestamp()[1],
+                )  # fmt: skip
+                # Outputs are encoded here, inside the record's try: one that cannot be encoded
+                # dead-letters its input instead of failing the batch.
+                outs: list[_Encoded] = []
+                for o in handler(rec, ctx):
+                    v = o.value
+                    if v is not None and not isinstance(v, bytes):
+                        assert o.schema is not None, "a mapping value needs a schema"
+                        v = encode(o.schema, v, o.topic)
+                    k = o.key
+                    outs.append((o.topic, v, k.encode() if isinstance(k, str) else k, o.partition, o.headers))
             except Transient as exc:
-                ctx.state.end_record(ok=False)
+                if stateful:
+                    ctx.state.end_record(ok=False)
                 delay = exc.retry_after if exc.retry_after is not None else self.rt.backoff_initial_s
-                batch.blocked[tp] = (offset, delay)
+                blocked[tp] = (offset, delay)
                 self.metrics.retries.labels(svc, "handler").inc()
                 log.warning(
                     "transient failure; will retry",
@@ -376,19 +464,34 @@ class Runner:
                 )
                 continue
             except Exception as exc:  # noqa: BLE001 - anything else is this record's fault: dead-letter it
-                ctx.state.end_record(ok=False)
+                if stateful:
+                    ctx.state.end_record(ok=False)
                 self._dead_letter(m, exc)
-                batch.next[tp] = offset + 1
+                nxt[tp] = offset + 1
                 continue
-            ctx.state.end_record(ok=True)
-            for o in outs:
-                self._produce(o)
-            batch.outputs += len(outs)
-            batch.next[tp] = offset + 1
-            observe(time.perf_counter() - t0)
+            if stateful:
+                ctx.state.end_record(ok=True)
+            for e in outs:
+                if e[3] is None and not e[4]:
+                    try:
+                        send(e[0], e[1], e[2])
+                    except BufferError:
+                        self._produce_raw(e)
+                else:
+                    self._produce_raw(e)
+                produced[e[0]] += 1
+            n_out += len(outs)
+            nxt[tp] = offset + 1
+            dt = perf() - t0
+            lat_counts[bisect_left(bounds, dt)] += 1
+            lat_sum += dt
+        batch.outputs += n_out
+        lat.add(lat_counts, lat_sum)
         self._write_state()
         for topic, n in counts.items():
             self.metrics.consumed.labels(svc, topic).inc(n)
+        for topic, n in produced.items():
+            self._produced[topic] = self._produced.get(topic, 0) + n
         for topic, n in self._produced.items():
             self.metrics.produced.labels(svc, topic).inc(n)
         self._produced.clear()
@@ -402,26 +505,38 @@ class Runner:
                     Output(self.stage.state_topic, value, key=key, schema=self.stage.state_schema, partition=part)
                 )
 
-    def _produce(self, o: Output) -> None:
-        assert self._producer is not None
-        if o.value is None or isinstance(o.value, bytes):
-            data = o.value
+    def _encode(self, o: Output) -> _Encoded:
+        """An Output as the producer's arguments (topic, value bytes, key bytes, partition, headers)."""
+        v = o.value
+        if v is None or isinstance(v, bytes):
+            data = v
         else:
             assert o.schema is not None, "a mapping value needs a schema"
-            data = self.codec.encode(o.schema, o.value, o.topic)
-        key = o.key.encode() if isinstance(o.key, str) else o.key
-        kw: dict[str, Any] = {}
-        if o.partition is not None:
-            kw["partition"] = o.partition
-        if o.headers:
-            kw["headers"] = list(o.headers.items())
+            data = self.codec.encode(o.schema, v, o.topic)
+        k = o.key
+        return (o.topic, data, k.encode() if isinstance(k, str) else k, o.partition, o.headers)
+
+    def _produce(self, o: Output) -> None:
+        self._produce_raw(self._encode(o))
+        self._produced[o.topic] = self._produced.get(o.topic, 0) + 1
+
+    def _produce_raw(self, e: _Encoded) -> None:
+        assert self._producer is not None
+        topic, data, key, partition, headers = e
         while True:
             try:
-                self._producer.produce(o.topic, data, key, **kw)
-                break
+                if partition is None and not headers:
+                    self._producer.produce(topic, data, key)
+                else:
+                    kw: dict[str, Any] = {}
+                    if partition is not None:
+                        kw["partition"] = partition
+                    if headers:
+                        kw["headers"] = list(headers.items())
+                    self._producer.produce(topic, data, key, **kw)
+                return
             except BufferError:
                 self._producer.poll(0.1)
-        self._produced[o.topic] = self._produced.get(o.topic, 0) + 1
 
     def _dead_letter(self, m: Message, exc: BaseException) -> None:
         cls = f"{type(exc).__module__}.{type(exc).__qualname__}"
@@ -548,11 +663,19 @@ class Runner:
 
 
 def _headers(m: Message) -> dict[str, bytes]:
+    return _headers_of(m.headers() or [])
+
+
+def _headers_of(raw: Any) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    raw = m.headers() or []
     for k, v in raw.items() if isinstance(raw, dict) else raw:
         out[k] = v.encode() if isinstance(v, str) else (v or b"")
     return out
+
+
+# Shared by every record without headers (most of them): read-only, so no handler can leak
+# into another record's.
+_NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
 
 
 def dlq_headers(
