@@ -315,6 +315,9 @@ class LazyValue(Mapping[str, Any]):
     def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
         return {**self.decoded(), **other}
 
+    def __ror__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return {**other, **self.decoded()}
+
     def __eq__(self, other: object) -> bool:
         return self.decoded() == (other.decoded() if isinstance(other, LazyValue) else other)
 
