@@ -224,15 +224,19 @@ class Runner:
         # back-off that retry took most of each batch's time. The back-off still grows
         # exponentially (to retry.backoff.max.ms) when the broker is really away; extra may override.
         defaults = {"retry.backoff.ms": 5}
-        conf = defaults | self.kafka.client_config() | {
-            "transactional.id": f"{self.stage.group_id}-{self.rt.instance_id}",
-            "transaction.timeout.ms": self.kafka.transaction_timeout_ms,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "partitioner": "murmur2_random",
-            "message.max.bytes": 4 * 1024 * 1024,
-        }
+        conf = (
+            defaults
+            | self.kafka.client_config()
+            | {
+                "transactional.id": f"{self.stage.group_id}-{self.rt.instance_id}",
+                "transaction.timeout.ms": self.kafka.transaction_timeout_ms,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+                "message.max.bytes": 4 * 1024 * 1024,
+            }
+        )
         producer = Producer(conf)
         self._retry_forever("init_transactions", lambda: producer.init_transactions(30))
         return producer
