@@ -211,13 +211,12 @@ class SingleObjectCodec:
 
     def lazy(self, name: str, data: bytes, topic: str = "") -> LazyValue:
         """Check the header now (magic, a known writer schema); decode the body on first use."""
+        prefix = self._prefix.get(name)
+        if prefix is not None and data.startswith(prefix):  # this build's writer: the common case
+            return LazyValue(self, name, data, topic, True)
         self.schema(name)
         self._known(name, data)
-        return LazyValue(self, name, data, topic)
-
-    def is_current(self, name: str, data: bytes) -> bool:
-        """Whether ``data`` was written with this build's schema ``name`` (its bytes can be reused as-is)."""
-        return data.startswith(self._prefix[name]) if name in self._prefix else False
+        return LazyValue(self, name, data, topic, False)
 
     def decode(self, name: str, data: bytes, topic: str = "") -> Any:
         reader = self.schema(name)
@@ -252,13 +251,15 @@ class LazyValue(Mapping[str, Any]):
     on it (or ``copy()``).
     """
 
-    __slots__ = ("_codec", "_data", "_name", "_read", "_topic", "_value")
+    __slots__ = ("_codec", "_current", "_data", "_name", "_read", "_topic", "_value")
 
-    def __init__(self, codec: SingleObjectCodec, name: str, data: bytes, topic: str = "") -> None:
+    def __init__(self, codec: SingleObjectCodec, name: str, data: bytes, topic: str, current: bool) -> None:
+        """``current``: ``data`` was written with this build's version of schema ``name``."""
         self._codec = codec
         self._name = name
         self._data = data
         self._topic = topic
+        self._current = current
         self._value: dict[str, Any] | None = None
         self._read = False
 
@@ -271,7 +272,7 @@ class LazyValue(Mapping[str, Any]):
 
     def unread_bytes(self, name: str) -> bytes | None:
         """The original bytes, if nobody read the value and they are ``name`` in this build's version."""
-        if self._read or name != self._name or not self._codec.is_current(name, self._data):
+        if self._read or not self._current or name != self._name:
             return None
         return self._data
 

@@ -47,6 +47,7 @@ TP = tuple[str, int]
 _Encoded = tuple[str, bytes | None, bytes | None, int | None, Mapping[str, bytes] | None]
 _STATELESS = PartitionState()
 MAX_ERROR_MESSAGE = 2000
+COMMIT_STUCK_S = 100.0  # send_offsets (30 s) + commit (60 s) + margin
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,41 @@ class _Batch:
     next: dict[TP, int] = field(default_factory=dict)
     blocked: dict[TP, tuple[int, float]] = field(default_factory=dict)
     outputs: int = 0
+    # What the batch's transaction will produce (outputs, dead letters, state), encoded, in order.
+    pending: list[_Encoded] = field(default_factory=list)
+    produced: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class _Commit:
+    """A batch's transaction finishing (offsets + commit) on its own thread, while the main
+    thread runs the handlers of the next batch. librdkafka releases the GIL while it waits."""
+
+    def __init__(self, producer: Producer, batch: _Batch, offsets: list[TopicPartition], group: Any) -> None:
+        self.batch = batch
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(producer, offsets, group), name="alertline-commit", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, producer: Producer, offsets: list[TopicPartition], group: Any) -> None:
+        try:
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, group, 30)
+            producer.commit_transaction(60)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which recovers or re-raises
+            self.error = exc
+
+    def wait(self, timeout: float) -> BaseException | None:
+        """The commit's error, if any. Both calls have timeouts, but librdkafka can block in
+        send_offsets_to_transaction past its timeout while the group coordinator is away
+        (librdkafka#5456); a commit that does not return in ``timeout`` is a fatal error, so the
+        producer is replaced, which fences the stuck one."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("transaction commit is stuck; replacing the producer", extra={"waited_s": timeout})
+            return KafkaException(KafkaError(KafkaError._TIMED_OUT, "transaction commit is stuck", fatal=True))
+        return self.error
 
 
 class Runner:
@@ -174,6 +210,10 @@ class Runner:
         self._producer: Producer | None = None
         self.http: HttpServer | None = None
         self._produced: dict[str, int] = {}
+        self._in_txn = False
+        self._inflight: _Commit | None = None
+        # Stateful stages commit in line: the next batch's handlers must see this one's state.
+        self._pipelined = runtime.pipeline_commits and stage.state_topic is None and stage.tick is None
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self, *_: object) -> None:
@@ -202,11 +242,18 @@ class Runner:
                 msgs = self._consumer.consume(self.rt.batch_size, self.rt.poll_timeout_s)
                 if msgs:
                     self._run_batch(msgs)
+                elif self._inflight is not None:
+                    self._settle()  # idle: finish the open commit now
                 if self.stage.tick and time.monotonic() - self._last_tick >= self.stage.tick_interval_s:
+                    self._settle()
                     self._run_tick()
         finally:
             self._ready = False
             log.info("stopping: draining")
+            try:
+                self._settle()
+            except Exception:
+                log.exception("last commit failed")
             if self._consumer is not None:
                 self._consumer.close()
             if self._producer is not None:
@@ -285,6 +332,7 @@ class Runner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked", extra={"partitions": ",".join(f"{p.topic}[{p.partition}]" for p in partitions)})
+        self._settle()  # commit what was processed while this member still owns the partitions
         for p in partitions:
             self._states.pop(p.partition, None)
             self._paused.pop((p.topic, p.partition), None)
@@ -344,20 +392,65 @@ class Runner:
         batch = _Batch()
         decoded = self._prepare(msgs) if self.stage.prepare is not None else {}
         try:
+            self._process(msgs, batch, decoded)  # handlers only: nothing is produced yet
+        except KafkaException as exc:  # a fatal consumer error
+            if self._settle():
+                self._recover(batch, exc)
+            return
+        for tp, (offset, delay) in batch.blocked.items():
+            self._pause(tp, offset, delay)
+        if not self._settle(later=batch):
+            return
+        try:
+            self._in_txn = True
             self._producer.begin_transaction()
-            self._process(msgs, batch, decoded)
-            if batch.next:
-                offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
-                self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 30)
-            self._producer.commit_transaction(60)
+            self._send(batch)
+            offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
+            self._inflight = _Commit(self._producer, batch, offsets, self._consumer.consumer_group_metadata())
         except (KafkaException, BufferError) as exc:
             self._recover(batch, exc)
             return
+        if not self._pipelined:
+            self._settle()
+
+    def _settle(self, later: _Batch | None = None) -> bool:
+        """Wait for the commit in flight, if any. If it failed: recover, rewinding its records and
+        ``later``'s (a batch processed meanwhile, whose outputs are then dropped), and return False."""
+        c = self._inflight
+        if c is None:
+            return True
+        self._inflight = None
+        err = c.wait(COMMIT_STUCK_S)
+        if err is None:
+            self._committed(c.batch)
+            return True
+        if not isinstance(err, KafkaException | BufferError):
+            raise err
+        if later is not None:
+            for tp, offset in later.start.items():
+                c.batch.start.setdefault(tp, offset)
+        self._recover(c.batch, err)
+        return False
+
+    def _committed(self, batch: _Batch) -> None:
+        self._in_txn = False
         for st in self._states.values():
             st.commit_batch()
         self.metrics.commits.labels(self.stage.service).inc()
-        for tp, (offset, delay) in batch.blocked.items():
-            self._pause(tp, offset, delay)
+        for topic, n in batch.produced.items():
+            self.metrics.produced.labels(self.stage.service, topic).inc(n)
+
+    def _send(self, batch: _Batch) -> None:
+        assert self._producer is not None
+        send = self._producer.produce
+        for e in batch.pending:
+            if e[3] is None and not e[4]:
+                try:
+                    send(e[0], e[1], e[2])
+                except BufferError:
+                    self._produce_raw(e)
+            else:
+                self._produce_raw(e)
 
     def _prepare(self, msgs: list[Message]) -> dict[tuple[str, int, int], Any]:
         """Decode the batch once and hand it to ``stage.prepare``; undecodable records are left
@@ -398,8 +491,8 @@ class Runner:
         lazy = getattr(self.codec, "lazy", None) if schema is not None and stage.prepare is None else None
         decode = self.codec.decode
         encode = self.codec.encode
-        assert self._producer is not None
-        send = self._producer.produce
+        pending = batch.pending
+        produced = batch.produced
         clock = self.clock
         perf = time.perf_counter
         lat = self.metrics.latency
@@ -407,7 +500,6 @@ class Runner:
         start, nxt, blocked = batch.start, batch.next, batch.blocked
         ctxs: dict[int, Context] = {}
         counts: dict[str, int] = defaultdict(int)
-        produced: dict[str, int] = defaultdict(int)
         n_out = 0
         for m in msgs:
             err = m.error()
@@ -470,20 +562,14 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - anything else is this record's fault: dead-letter it
                 if stateful:
                     ctx.state.end_record(ok=False)
-                self._dead_letter(m, exc)
+                self._dead_letter(m, exc, batch)
                 nxt[tp] = offset + 1
                 continue
             if stateful:
                 ctx.state.end_record(ok=True)
             for e in outs:
-                if e[3] is None and not e[4]:
-                    try:
-                        send(e[0], e[1], e[2])
-                    except BufferError:
-                        self._produce_raw(e)
-                else:
-                    self._produce_raw(e)
                 produced[e[0]] += 1
+            pending += outs
             n_out += len(outs)
             nxt[tp] = offset + 1
             dt = perf() - t0
@@ -491,23 +577,18 @@ class Runner:
             lat_sum += dt
         batch.outputs += n_out
         lat.add(lat_counts, lat_sum)
-        self._write_state()
+        self._write_state(batch)
         for topic, n in counts.items():
             self.metrics.consumed.labels(svc, topic).inc(n)
-        for topic, n in produced.items():
-            self._produced[topic] = self._produced.get(topic, 0) + n
-        for topic, n in self._produced.items():
-            self.metrics.produced.labels(svc, topic).inc(n)
-        self._produced.clear()
 
-    def _write_state(self) -> None:
+    def _write_state(self, batch: _Batch) -> None:
         if not self.stage.state_topic:
             return
         for part, st in self._states.items():
             for key, value in st.pending().items():
-                self._produce(
-                    Output(self.stage.state_topic, value, key=key, schema=self.stage.state_schema, partition=part)
-                )
+                o = Output(self.stage.state_topic, value, key=key, schema=self.stage.state_schema, partition=part)
+                batch.pending.append(self._encode(o))
+                batch.produced[o.topic] += 1
 
     def _encode(self, o: Output) -> _Encoded:
         """An Output as the producer's arguments (topic, value bytes, key bytes, partition, headers)."""
@@ -542,7 +623,7 @@ class Runner:
             except BufferError:
                 self._producer.poll(0.1)
 
-    def _dead_letter(self, m: Message, exc: BaseException) -> None:
+    def _dead_letter(self, m: Message, exc: BaseException, batch: _Batch) -> None:
         cls = f"{type(exc).__module__}.{type(exc).__qualname__}"
         msg = str(exc)[:MAX_ERROR_MESSAGE]
         log.error(
@@ -561,15 +642,15 @@ class Runner:
             "key": m.key(), "value": m.value(), "headers": headers, "error_class": cls, "error_message": msg,
             "raw_uri": None, "failed_at": self.clock(),
         }  # fmt: skip
-        self._produce(
-            Output(
-                self.stage.dlq_topic,
-                envelope,
-                key=m.key(),
-                schema="dead_letter",
-                headers=dlq_headers(self.stage.service, m.topic() or "", m.partition(), m.offset(), cls, msg),
-            )
+        o = Output(
+            self.stage.dlq_topic,
+            envelope,
+            key=m.key(),
+            schema="dead_letter",
+            headers=dlq_headers(self.stage.service, m.topic() or "", m.partition(), m.offset(), cls, msg),
         )
+        batch.pending.append(self._encode(o))
+        batch.produced[o.topic] += 1
         self.metrics.dead.labels(self.stage.service, m.topic()).inc()
 
     def _recover(self, batch: _Batch, exc: BaseException) -> None:
@@ -580,17 +661,35 @@ class Runner:
         log.warning("batch failed; aborting and retrying", extra={"error": str(exc), "fatal": fatal})
         for st in self._states.values():
             st.abort_batch()
-        if not fatal:
+        if not fatal and self._in_txn:
             try:
                 self._producer.abort_transaction(30)
             except KafkaException as abort_exc:
                 fatal = fatal or abort_exc.args[0].fatal()
                 log.warning("abort failed", extra={"error": str(abort_exc)})
+        self._in_txn = False
+        start = batch.start
         if fatal:
             self._producer = self._new_producer()
-        self._rewind(batch.start)
+            # The new producer's init_transactions settled the old transaction, which may have
+            # committed after all: resume from what the group has committed, not the batch start.
+            start = self._committed_offsets(start)
+        self._rewind(start)
         self.metrics.retries.labels(self.stage.service, "transaction").inc()
         self._sleep(self.rt.backoff_initial_s)
+
+    def _committed_offsets(self, start: dict[TP, int]) -> dict[TP, int]:
+        assert self._consumer is not None
+        try:
+            got = self._consumer.committed([TopicPartition(t, p) for t, p in start], timeout=30)
+        except KafkaException as exc:
+            log.warning("committed offsets unknown; rewinding to the batch start", extra={"error": str(exc)})
+            return start
+        out = dict(start)
+        for tp in got:
+            if tp.error is None and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = tp.offset
+        return out
 
     def _rewind(self, start: dict[TP, int]) -> None:
         assert self._consumer is not None
@@ -629,6 +728,7 @@ class Runner:
         for part in sorted(self._states):
             st = self._states[part]
             try:
+                self._in_txn = True
                 self._producer.begin_transaction()
                 ctx = Context(now=self.clock, state=st, partition=part)
                 try:
@@ -636,6 +736,7 @@ class Runner:
                 except Transient as exc:
                     st.end_record(ok=False)
                     self._producer.abort_transaction(30)
+                    self._in_txn = False
                     st.abort_batch()
                     log.warning("tick postponed", extra={"partition": part, "error": str(exc)})
                     continue
@@ -649,7 +750,11 @@ class Runner:
                         )
                     )
                 self._producer.commit_transaction(60)
+                self._in_txn = False
                 st.commit_batch()
+                for topic, n in self._produced.items():
+                    self.metrics.produced.labels(self.stage.service, topic).inc(n)
+                self._produced.clear()
             except KafkaException as exc:
                 self._recover(_Batch(), exc)
 
