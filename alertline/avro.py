@@ -17,7 +17,7 @@ import io
 import json
 import os
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -473,6 +473,11 @@ class SingleObjectCodec:
         return known
 
     def encode(self, name: str, value: Mapping[str, Any], topic: str = "") -> bytes:
+        if isinstance(value, LazyValue):
+            raw = value.unread_bytes(name)
+            if raw is not None:
+                return raw
+            value = value.decoded()
         fast = self._fast.get(name)
         if fast is not None:
             out = [self._prefix_text[name]]
@@ -487,14 +492,27 @@ class SingleObjectCodec:
         fastavro.schemaless_writer(buf, self.schema(name), value)
         return buf.getvalue()
 
-    def decode(self, name: str, data: bytes, topic: str = "") -> Any:
-        reader = self.schema(name)
+    def _known(self, name: str, data: bytes) -> _Known:
         if len(data) < 10 or data[:2] != MAGIC:
             raise DecodeError(f"not Avro single-object encoding (expected C3 01, got {data[:2].hex() or 'empty'})")
         fp = data[2:10]
         known = self._by_fp.get(fp) or self._look_up(fp, name)
         if known is None:
             raise DecodeError(f"unknown writer schema fingerprint {fp[::-1].hex()} for {name!r}")
+        return known
+
+    def lazy(self, name: str, data: bytes, topic: str = "") -> LazyValue:
+        """Check the header now (magic, a known writer schema); decode the body on first use."""
+        prefix = self._prefix.get(name)
+        if prefix is not None and data.startswith(prefix):  # this build's writer: the common case
+            return LazyValue(self, name, data, topic, True)
+        self.schema(name)
+        self._known(name, data)
+        return LazyValue(self, name, data, topic, False)
+
+    def decode(self, name: str, data: bytes, topic: str = "") -> Any:
+        reader = self.schema(name)
+        known = self._known(name, data)
         buf = io.BytesIO(data)
         buf.seek(10)
         try:
@@ -509,6 +527,99 @@ class SingleObjectCodec:
         if buf.tell() != len(data):
             raise DecodeError(f"corrupt {name!r} payload: {len(data) - buf.tell()} trailing bytes")
         return value
+
+
+class LazyValue(Mapping[str, Any]):
+    """A single-object encoded record whose body is decoded on first use.
+
+    The runtime hands these to handlers as ``Record.value`` (header already checked). Any
+    read decodes the whole body (a corrupt body raises ``DecodeError`` there, inside the
+    handler, so the record is dead-lettered with its cause). A value that was never read and
+    is written back under the same schema, in this build's version, keeps its original bytes:
+    unread means unmodified. A body forwarded that way is not checked here; the next stage
+    that reads it dead-letters it if it is corrupt (decision 0010).
+
+    It is a read-only ``Mapping``, not a ``dict``: code that needs a real dict calls ``dict()``
+    on it (or ``copy()``).
+    """
+
+    __slots__ = ("_codec", "_current", "_data", "_name", "_read", "_topic", "_value")
+
+    def __init__(self, codec: SingleObjectCodec, name: str, data: bytes, topic: str, current: bool) -> None:
+        """``current``: ``data`` was written with this build's version of schema ``name``."""
+        self._codec = codec
+        self._name = name
+        self._data = data
+        self._topic = topic
+        self._current = current
+        self._value: dict[str, Any] | None = None
+        self._read = False
+
+    def decoded(self) -> dict[str, Any]:
+        v = self._value
+        if v is None:
+            self._read = True  # even a failed decode: such bytes are never reused
+            v = self._value = self._codec.decode(self._name, self._data, self._topic)
+        return v
+
+    def unread_bytes(self, name: str) -> bytes | None:
+        """The original bytes, if nobody read the value and they are ``name`` in this build's version."""
+        if self._read or not self._current or name != self._name:
+            return None
+        return self._data
+
+    @property
+    def raw(self) -> bytes:
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self.decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.decoded())
+
+    def __len__(self) -> int:
+        return len(self.decoded())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.decoded()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.decoded().get(key, default)
+
+    def keys(self) -> Any:
+        return self.decoded().keys()
+
+    def items(self) -> Any:
+        return self.decoded().items()
+
+    def values(self) -> Any:
+        return self.decoded().values()
+
+    def copy(self) -> dict[str, Any]:
+        return self.decoded().copy()
+
+    def __copy__(self) -> dict[str, Any]:
+        return self.decoded().copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self.decoded(), memo)
+
+    def __or__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self.decoded(), **other}
+
+    def __ror__(self, other: Mapping[str, Any]) -> dict[str, Any]:
+        return {**other, **self.decoded()}
+
+    def __eq__(self, other: object) -> bool:
+        return self.decoded() == (other.decoded() if isinstance(other, LazyValue) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if self._value is None:
+            return f"LazyValue({self._name!r}, {len(self._data)} bytes, not decoded)"
+        return repr(self._value)
 
 
 class ConfluentCodec:

@@ -70,6 +70,11 @@ class RuntimeSettings(BaseModel):
         False, description="Use instance_id as group.instance.id; only with stable pod names (StatefulSet)."
     )
     session_timeout_ms: int = Field(30000, ge=6000, description="How long a silent replica keeps its partitions.")
+    pipeline_commits: bool = Field(
+        True,
+        description="Commit a batch's transaction on a second thread while the next batch's handlers "
+        "run (stateless stages only).",
+    )
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     log_level: str = "INFO"

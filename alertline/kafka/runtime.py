@@ -14,9 +14,11 @@ import logging
 import signal
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from confluent_kafka import (
@@ -28,7 +30,9 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from alertline.avro import Codec
 from alertline.clock import Clock, utcnow
@@ -40,8 +44,10 @@ from alertline.stage import Context, Handler, Output, PartitionState, Record
 log = logging.getLogger("alertline.runtime")
 
 TP = tuple[str, int]
+_Encoded = tuple[str, bytes | None, bytes | None, int | None, Mapping[str, bytes] | None]
 _STATELESS = PartitionState()
 MAX_ERROR_MESSAGE = 2000
+COMMIT_STUCK_S = 100.0  # send_offsets (30 s) + commit (60 s) + margin
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,45 @@ class Stage:
     prepare: Callable[[Sequence[Record]], None] | None = None
 
 
+class BatchedHistogram:
+    """A Prometheus histogram with one ``service`` label, fed a batch of observations at a time.
+
+    prometheus_client's ``Histogram.observe`` takes a lock per call (about 2 µs); the runtime
+    buckets each record's time in plain locals and adds the batch here once.
+    """
+
+    def __init__(self, name: str, doc: str, service: str, registry: CollectorRegistry, bounds: Sequence[float]) -> None:
+        self.name, self.doc, self.service = name, doc, service
+        self.bounds = tuple(float(b) for b in bounds)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def add(self, counts: Sequence[int], total: float) -> None:
+        """Add per-bucket counts (as ``bisect_left(bounds, value)`` indexes them) and their sum."""
+        with self._lock:
+            for i, n in enumerate(counts):
+                self._counts[i] += n
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        counts = [0] * len(self._counts)
+        counts[bisect_left(self.bounds, value)] = 1
+        self.add(counts, value)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
+            cumulative += n
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+        family = HistogramMetricFamily(self.name, self.doc, labels=["service"])
+        family.add_metric([self.service], buckets, total)
+        yield family
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         lbl = ["service", "topic"]
@@ -78,9 +123,9 @@ class Metrics:
         self.commits = Counter(
             "alertline_transactions_committed", "Committed transactions.", ["service"], registry=registry
         )
-        self.latency = Histogram(
-            "alertline_processing_seconds", "Handler time per record.", ["service"], registry=registry,
-            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+        self.latency = BatchedHistogram(
+            "alertline_processing_seconds", "Handler time per record.", service, registry,
+            (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
         )  # fmt: skip
         self.lag = Gauge(
             "alertline_consumer_lag",
@@ -97,6 +142,41 @@ class _Batch:
     next: dict[TP, int] = field(default_factory=dict)
     blocked: dict[TP, tuple[int, float]] = field(default_factory=dict)
     outputs: int = 0
+    # What the batch's transaction will produce (outputs, dead letters, state), encoded, in order.
+    pending: list[_Encoded] = field(default_factory=list)
+    produced: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class _Commit:
+    """A batch's transaction finishing (offsets + commit) on its own thread, while the main
+    thread runs the handlers of the next batch. librdkafka releases the GIL while it waits."""
+
+    def __init__(self, producer: Producer, batch: _Batch, offsets: list[TopicPartition], group: Any) -> None:
+        self.batch = batch
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(producer, offsets, group), name="alertline-commit", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, producer: Producer, offsets: list[TopicPartition], group: Any) -> None:
+        try:
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, group, 30)
+            producer.commit_transaction(60)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which recovers or re-raises
+            self.error = exc
+
+    def wait(self, timeout: float) -> BaseException | None:
+        """The commit's error, if any. Both calls have timeouts, but librdkafka can block in
+        send_offsets_to_transaction past its timeout while the group coordinator is away
+        (librdkafka#5456); a commit that does not return in ``timeout`` is a fatal error, so the
+        producer is replaced, which fences the stuck one."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("transaction commit is stuck; replacing the producer", extra={"waited_s": timeout})
+            return KafkaException(KafkaError(KafkaError._TIMED_OUT, "transaction commit is stuck", fatal=True))
+        return self.error
 
 
 class Runner:
@@ -129,8 +209,11 @@ class Runner:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.http: HttpServer | None = None
-        self._latency = self.metrics.latency.labels(stage.service)
         self._produced: dict[str, int] = {}
+        self._in_txn = False
+        self._inflight: _Commit | None = None
+        # Stateful stages commit in line: the next batch's handlers must see this one's state.
+        self._pipelined = runtime.pipeline_commits and stage.state_topic is None and stage.tick is None
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self, *_: object) -> None:
@@ -159,11 +242,18 @@ class Runner:
                 msgs = self._next_batch()
                 if msgs:
                     self._run_batch(msgs)
+                elif self._inflight is not None:
+                    self._settle()  # idle: finish the open commit now
                 if self.stage.tick and time.monotonic() - self._last_tick >= self.stage.tick_interval_s:
+                    self._settle()
                     self._run_tick()
         finally:
             self._ready = False
             log.info("stopping: draining")
+            try:
+                self._settle()
+            except Exception:
+                log.exception("last commit failed")
             if self._consumer is not None:
                 self._consumer.close()
             if self._producer is not None:
@@ -187,15 +277,24 @@ class Runner:
 
     # ------------------------------------------------------------------ clients
     def _new_producer(self) -> Producer:
-        conf = self.kafka.client_config() | {
-            "transactional.id": f"{self.stage.group_id}-{self.rt.instance_id}",
-            "transaction.timeout.ms": self.kafka.transaction_timeout_ms,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "partitioner": "murmur2_random",
-            "message.max.bytes": 4 * 1024 * 1024,
-        }
+        # Right after a commit the coordinator answers the next transaction's first request with
+        # CONCURRENT_TRANSACTIONS until its markers are written; at librdkafka's default 100 ms
+        # back-off that retry took most of each batch's time. The back-off still grows
+        # exponentially (to retry.backoff.max.ms) when the broker is really away; extra may override.
+        defaults = {"retry.backoff.ms": 5}
+        conf = (
+            defaults
+            | self.kafka.client_config()
+            | {
+                "transactional.id": f"{self.stage.group_id}-{self.rt.instance_id}",
+                "transaction.timeout.ms": self.kafka.transaction_timeout_ms,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+                "message.max.bytes": 4 * 1024 * 1024,
+            }
+        )
         producer = Producer(conf)
         self._retry_forever("init_transactions", lambda: producer.init_transactions(30))
         return producer
@@ -244,6 +343,7 @@ class Runner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked", extra={"partitions": ",".join(f"{p.topic}[{p.partition}]" for p in partitions)})
+        self._settle()  # commit what was processed while this member still owns the partitions
         for p in partitions:
             self._states.pop(p.partition, None)
             self._paused.pop((p.topic, p.partition), None)
@@ -312,20 +412,65 @@ class Runner:
         batch = _Batch()
         decoded = self._prepare(msgs) if self.stage.prepare is not None else {}
         try:
+            self._process(msgs, batch, decoded)  # handlers only: nothing is produced yet
+        except KafkaException as exc:  # a fatal consumer error
+            if self._settle():
+                self._recover(batch, exc)
+            return
+        for tp, (offset, delay) in batch.blocked.items():
+            self._pause(tp, offset, delay)
+        if not self._settle(later=batch):
+            return
+        try:
+            self._in_txn = True
             self._producer.begin_transaction()
-            self._process(msgs, batch, decoded)
-            if batch.next:
-                offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
-                self._producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 30)
-            self._producer.commit_transaction(60)
+            self._send(batch)
+            offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
+            self._inflight = _Commit(self._producer, batch, offsets, self._consumer.consumer_group_metadata())
         except (KafkaException, BufferError) as exc:
             self._recover(batch, exc)
             return
+        if not self._pipelined:
+            self._settle()
+
+    def _settle(self, later: _Batch | None = None) -> bool:
+        """Wait for the commit in flight, if any. If it failed: recover, rewinding its records and
+        ``later``'s (a batch processed meanwhile, whose outputs are then dropped), and return False."""
+        c = self._inflight
+        if c is None:
+            return True
+        self._inflight = None
+        err = c.wait(COMMIT_STUCK_S)
+        if err is None:
+            self._committed(c.batch)
+            return True
+        if not isinstance(err, KafkaException | BufferError):
+            raise err
+        if later is not None:
+            for tp, offset in later.start.items():
+                c.batch.start.setdefault(tp, offset)
+        self._recover(c.batch, err)
+        return False
+
+    def _committed(self, batch: _Batch) -> None:
+        self._in_txn = False
         for st in self._states.values():
             st.commit_batch()
         self.metrics.commits.labels(self.stage.service).inc()
-        for tp, (offset, delay) in batch.blocked.items():
-            self._pause(tp, offset, delay)
+        for topic, n in batch.produced.items():
+            self.metrics.produced.labels(self.stage.service, topic).inc(n)
+
+    def _send(self, batch: _Batch) -> None:
+        assert self._producer is not None
+        send = self._producer.produce
+        for e in batch.pending:
+            if e[3] is None and not e[4]:
+                try:
+                    send(e[0], e[1], e[2])
+                except BufferError:
+                    self._produce_raw(e)
+            else:
+                self._produce_raw(e)
 
     def _prepare(self, msgs: list[Message]) -> dict[tuple[str, int, int], Any]:
         """Decode the batch once and hand it to ``stage.prepare``; undecodable records are left
@@ -356,9 +501,26 @@ class Runner:
     def _process(
         self, msgs: list[Message], batch: _Batch, decoded: dict[tuple[str, int, int], Any] | None = None
     ) -> None:
-        svc = self.stage.service
+        # The hot loop: everything here runs once per record, so it binds what it uses to
+        # locals, builds one Context per partition per batch, and counts metrics per batch.
+        stage = self.stage
+        svc = stage.service
+        handler = stage.handler
+        schema = stage.input_schema
+        stateful = stage.state_topic is not None
+        lazy = getattr(self.codec, "lazy", None) if schema is not None and stage.prepare is None else None
+        decode = self.codec.decode
+        encode = self.codec.encode
+        pending = batch.pending
+        produced = batch.produced
+        clock = self.clock
+        perf = time.perf_counter
+        lat = self.metrics.latency
+        bounds, lat_counts, lat_sum = lat.bounds, [0] * (len(lat.bounds) + 1), 0.0
+        start, nxt, blocked = batch.start, batch.next, batch.blocked
+        ctxs: dict[int, Context] = {}
         counts: dict[str, int] = defaultdict(int)
-        observe = self._latency.observe
+        n_out = 0
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -368,27 +530,49 @@ class Runner:
                 continue
             topic, part, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
             tp = (topic, part)
-            batch.start.setdefault(tp, offset)
-            if tp in batch.blocked:
+            if tp not in start:
+                start[tp] = offset
+            if blocked and tp in blocked:
                 continue
             counts[topic] += 1
-            ctx = Context(
-                now=self.clock, state=self.state(part) if self.stage.state_topic else _STATELESS, partition=part
-            )
-            t0 = time.perf_counter()
+            ctx = ctxs.get(part)
+            if ctx is None:
+                ctx = ctxs[part] = Context(
+                    now=clock, state=self.state(part) if stateful else _STATELESS, partition=part
+                )
+            t0 = perf()
             try:
                 value = m.value()
-                if self.stage.input_schema is not None:
+                if schema is not None:
                     if value is None:
                         raise BadInput("empty record value")
                     pre = decoded.get((topic, part, offset)) if decoded else None
-                    value = pre if pre is not None else self.codec.decode(self.stage.input_schema, value, topic)
-                rec = Record(topic, part, offset, m.key(), value, _headers(m), m.timestamp()[1])
-                outs = list(self.stage.handler(rec, ctx))
+                    if pre is not None:
+                        value = pre
+                    elif lazy is not None:
+                        value = lazy(schema, value, topic)
+                    else:
+                        value = decode(schema, value, topic)
+                raw_headers = m.headers()
+                rec = Record(
+                    topic, part, offset, m.key(), value,
+                    _headers_of(raw_headers) if raw_headers else _NO_HEADERS, m.timestamp()[1],
+                )  # fmt: skip
+                # Outputs are encoded here, inside the record's try: one that cannot be encoded
+                # dead-letters its input instead of failing the batch.
+                outs: list[_Encoded] = []
+                for o in handler(rec, ctx):
+                    v = o.value
+                    if v is not None and not isinstance(v, bytes):
+                        assert o.schema is not None, "a mapping value needs a schema"
+                        v = encode(o.schema, v, o.topic)
+                    k = o.key
+                    outs.append((o.topic, v, k.encode() if isinstance(k, str) else k, o.partition, o.headers))
             except Transient as exc:
-                ctx.state.end_record(ok=False)
+                if stateful:
+                    ctx.state.end_record(ok=False)
                 delay = exc.retry_after if exc.retry_after is not None else self.rt.backoff_initial_s
-                batch.blocked[tp] = (offset, delay)
+                blocked[tp] = (offset, delay)
                 self.metrics.retries.labels(svc, "handler").inc()
                 log.warning(
                     "transient failure; will retry",
@@ -396,54 +580,70 @@ class Runner:
                 )
                 continue
             except Exception as exc:  # noqa: BLE001 - anything else is this record's fault: dead-letter it
-                ctx.state.end_record(ok=False)
-                self._dead_letter(m, exc)
-                batch.next[tp] = offset + 1
+                if stateful:
+                    ctx.state.end_record(ok=False)
+                self._dead_letter(m, exc, batch)
+                nxt[tp] = offset + 1
                 continue
-            ctx.state.end_record(ok=True)
-            for o in outs:
-                self._produce(o)
-            batch.outputs += len(outs)
-            batch.next[tp] = offset + 1
-            observe(time.perf_counter() - t0)
-        self._write_state()
+            if stateful:
+                ctx.state.end_record(ok=True)
+            for e in outs:
+                produced[e[0]] += 1
+            pending += outs
+            n_out += len(outs)
+            nxt[tp] = offset + 1
+            dt = perf() - t0
+            lat_counts[bisect_left(bounds, dt)] += 1
+            lat_sum += dt
+        batch.outputs += n_out
+        lat.add(lat_counts, lat_sum)
+        self._write_state(batch)
         for topic, n in counts.items():
             self.metrics.consumed.labels(svc, topic).inc(n)
-        for topic, n in self._produced.items():
-            self.metrics.produced.labels(svc, topic).inc(n)
-        self._produced.clear()
 
-    def _write_state(self) -> None:
+    def _write_state(self, batch: _Batch) -> None:
         if not self.stage.state_topic:
             return
         for part, st in self._states.items():
             for key, value in st.pending().items():
-                self._produce(
-                    Output(self.stage.state_topic, value, key=key, schema=self.stage.state_schema, partition=part)
-                )
+                o = Output(self.stage.state_topic, value, key=key, schema=self.stage.state_schema, partition=part)
+                batch.pending.append(self._encode(o))
+                batch.produced[o.topic] += 1
 
-    def _produce(self, o: Output) -> None:
-        assert self._producer is not None
-        if o.value is None or isinstance(o.value, bytes):
-            data = o.value
+    def _encode(self, o: Output) -> _Encoded:
+        """An Output as the producer's arguments (topic, value bytes, key bytes, partition, headers)."""
+        v = o.value
+        if v is None or isinstance(v, bytes):
+            data = v
         else:
             assert o.schema is not None, "a mapping value needs a schema"
-            data = self.codec.encode(o.schema, o.value, o.topic)
-        key = o.key.encode() if isinstance(o.key, str) else o.key
-        kw: dict[str, Any] = {}
-        if o.partition is not None:
-            kw["partition"] = o.partition
-        if o.headers:
-            kw["headers"] = list(o.headers.items())
-        while True:
-            try:
-                self._producer.produce(o.topic, data, key, **kw)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
+            data = self.codec.encode(o.schema, v, o.topic)
+        k = o.key
+        return (o.topic, data, k.encode() if isinstance(k, str) else k, o.partition, o.headers)
+
+    def _produce(self, o: Output) -> None:
+        self._produce_raw(self._encode(o))
         self._produced[o.topic] = self._produced.get(o.topic, 0) + 1
 
-    def _dead_letter(self, m: Message, exc: BaseException) -> None:
+    def _produce_raw(self, e: _Encoded) -> None:
+        assert self._producer is not None
+        topic, data, key, partition, headers = e
+        while True:
+            try:
+                if partition is None and not headers:
+                    self._producer.produce(topic, data, key)
+                else:
+                    kw: dict[str, Any] = {}
+                    if partition is not None:
+                        kw["partition"] = partition
+                    if headers:
+                        kw["headers"] = list(headers.items())
+                    self._producer.produce(topic, data, key, **kw)
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def _dead_letter(self, m: Message, exc: BaseException, batch: _Batch) -> None:
         cls = f"{type(exc).__module__}.{type(exc).__qualname__}"
         msg = str(exc)[:MAX_ERROR_MESSAGE]
         log.error(
@@ -462,15 +662,15 @@ class Runner:
             "key": m.key(), "value": m.value(), "headers": headers, "error_class": cls, "error_message": msg,
             "raw_uri": None, "failed_at": self.clock(),
         }  # fmt: skip
-        self._produce(
-            Output(
-                self.stage.dlq_topic,
-                envelope,
-                key=m.key(),
-                schema="dead_letter",
-                headers=dlq_headers(self.stage.service, m.topic() or "", m.partition(), m.offset(), cls, msg),
-            )
+        o = Output(
+            self.stage.dlq_topic,
+            envelope,
+            key=m.key(),
+            schema="dead_letter",
+            headers=dlq_headers(self.stage.service, m.topic() or "", m.partition(), m.offset(), cls, msg),
         )
+        batch.pending.append(self._encode(o))
+        batch.produced[o.topic] += 1
         self.metrics.dead.labels(self.stage.service, m.topic()).inc()
 
     def _recover(self, batch: _Batch, exc: BaseException) -> None:
@@ -481,17 +681,35 @@ class Runner:
         log.warning("batch failed; aborting and retrying", extra={"error": str(exc), "fatal": fatal})
         for st in self._states.values():
             st.abort_batch()
-        if not fatal:
+        if not fatal and self._in_txn:
             try:
                 self._producer.abort_transaction(30)
             except KafkaException as abort_exc:
                 fatal = fatal or abort_exc.args[0].fatal()
                 log.warning("abort failed", extra={"error": str(abort_exc)})
+        self._in_txn = False
+        start = batch.start
         if fatal:
             self._producer = self._new_producer()
-        self._rewind(batch.start)
+            # The new producer's init_transactions settled the old transaction, which may have
+            # committed after all: resume from what the group has committed, not the batch start.
+            start = self._committed_offsets(start)
+        self._rewind(start)
         self.metrics.retries.labels(self.stage.service, "transaction").inc()
         self._sleep(self.rt.backoff_initial_s)
+
+    def _committed_offsets(self, start: dict[TP, int]) -> dict[TP, int]:
+        assert self._consumer is not None
+        try:
+            got = self._consumer.committed([TopicPartition(t, p) for t, p in start], timeout=30)
+        except KafkaException as exc:
+            log.warning("committed offsets unknown; rewinding to the batch start", extra={"error": str(exc)})
+            return start
+        out = dict(start)
+        for tp in got:
+            if tp.error is None and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = tp.offset
+        return out
 
     def _rewind(self, start: dict[TP, int]) -> None:
         assert self._consumer is not None
@@ -530,6 +748,7 @@ class Runner:
         for part in sorted(self._states):
             st = self._states[part]
             try:
+                self._in_txn = True
                 self._producer.begin_transaction()
                 ctx = Context(now=self.clock, state=st, partition=part)
                 try:
@@ -537,6 +756,7 @@ class Runner:
                 except Transient as exc:
                     st.end_record(ok=False)
                     self._producer.abort_transaction(30)
+                    self._in_txn = False
                     st.abort_batch()
                     log.warning("tick postponed", extra={"partition": part, "error": str(exc)})
                     continue
@@ -550,7 +770,11 @@ class Runner:
                         )
                     )
                 self._producer.commit_transaction(60)
+                self._in_txn = False
                 st.commit_batch()
+                for topic, n in self._produced.items():
+                    self.metrics.produced.labels(self.stage.service, topic).inc(n)
+                self._produced.clear()
             except KafkaException as exc:
                 self._recover(_Batch(), exc)
 
@@ -568,11 +792,19 @@ class Runner:
 
 
 def _headers(m: Message) -> dict[str, bytes]:
+    return _headers_of(m.headers() or [])
+
+
+def _headers_of(raw: Any) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    raw = m.headers() or []
     for k, v in raw.items() if isinstance(raw, dict) else raw:
         out[k] = v.encode() if isinstance(v, str) else (v or b"")
     return out
+
+
+# Shared by every record without headers (most of them): read-only, so no handler can leak
+# into another record's.
+_NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
 
 
 def dlq_headers(
