@@ -61,6 +61,7 @@ class RuntimeSettings(BaseModel):
     batch_size: int = Field(500, ge=1, le=100_000)
     poll_timeout_s: float = Field(0.5, gt=0)
     batch_linger_s: float = Field(0.02, ge=0, description="After the first record, wait this long to fill a batch.")
+    prefetch_kbytes: int = Field(16384, ge=1024, description="Records fetched ahead of the handler, at most (KB).")
     http_host: str = "0.0.0.0"  # noqa: S104 - the health/metrics endpoint must be reachable by the kubelet
     http_port: int = Field(8080, ge=0, le=65535, description="0 picks a free port.")
     instance_id: str = Field(

@@ -310,6 +310,11 @@ class Runner:
             "statistics.interval.ms": 15000,
             "stats_cb": self._on_stats,
             "max.poll.interval.ms": 600000,
+            # librdkafka prefetches up to 64 MB (+ a 50 MB fetch) by default: with large
+            # records and a backlog that alone is most of a service's memory. A few batches
+            # ahead is all a stage needs.
+            "queued.max.messages.kbytes": self.rt.prefetch_kbytes,
+            "fetch.max.bytes": min(52428800, max(1048576, self.rt.prefetch_kbytes * 1024 // 2)),
         }
         if self.rt.static_membership:
             # A restarted replica with the same stable id takes its partitions back without a rebalance.
