@@ -503,12 +503,22 @@ class SingleObjectCodec:
 
     def lazy(self, name: str, data: bytes, topic: str = "") -> LazyValue:
         """Check the header now (magic, a known writer schema); decode the body on first use."""
-        prefix = self._prefix.get(name)
-        if prefix is not None and data.startswith(prefix):  # this build's writer: the common case
-            return LazyValue(self, name, data, topic, True)
+        return self.lazy_reader(name, topic)(data)
+
+    def lazy_reader(self, name: str, topic: str = "") -> Callable[[bytes], LazyValue]:
+        """``lazy`` for one schema and topic, with what it needs looked up once (the runtime's
+        hot loop calls it per record)."""
         self.schema(name)
-        self._known(name, data)
-        return LazyValue(self, name, data, topic, False)
+        prefix = self._prefix[name]
+        current, other = _LazySource(self, name, topic, True), _LazySource(self, name, topic, False)
+
+        def read(data: bytes) -> LazyValue:
+            if data.startswith(prefix):  # this build's writer: the common case
+                return LazyValue(current, data)
+            self._known(name, data)
+            return LazyValue(other, data)
+
+        return read
 
     def decode(self, name: str, data: bytes, topic: str = "") -> Any:
         reader = self.schema(name)
@@ -529,6 +539,19 @@ class SingleObjectCodec:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class _LazySource:
+    """What every ``LazyValue`` of one schema, topic and writer version shares."""
+
+    codec: SingleObjectCodec
+    name: str
+    topic: str
+    current: bool  # written with this build's version of schema ``name``
+
+
+_FAILED: dict[str, Any] = {}  # a LazyValue whose decode raised (compared by identity)
+
+
 class LazyValue(Mapping[str, Any]):
     """A single-object encoded record whose body is decoded on first use.
 
@@ -543,28 +566,26 @@ class LazyValue(Mapping[str, Any]):
     on it (or ``copy()``).
     """
 
-    __slots__ = ("_codec", "_current", "_data", "_name", "_read", "_topic", "_value")
+    __slots__ = ("_data", "_src", "_value")
 
-    def __init__(self, codec: SingleObjectCodec, name: str, data: bytes, topic: str, current: bool) -> None:
-        """``current``: ``data`` was written with this build's version of schema ``name``."""
-        self._codec = codec
-        self._name = name
+    def __init__(self, src: _LazySource, data: bytes) -> None:
+        self._src = src
         self._data = data
-        self._topic = topic
-        self._current = current
+        # None: never read; _FAILED: a read failed (such bytes are never reused); else the value.
         self._value: dict[str, Any] | None = None
-        self._read = False
 
     def decoded(self) -> dict[str, Any]:
         v = self._value
-        if v is None:
-            self._read = True  # even a failed decode: such bytes are never reused
-            v = self._value = self._codec.decode(self._name, self._data, self._topic)
+        if v is None or v is _FAILED:
+            self._value = _FAILED
+            src = self._src
+            v = self._value = src.codec.decode(src.name, self._data, src.topic)
         return v
 
     def unread_bytes(self, name: str) -> bytes | None:
         """The original bytes, if nobody read the value and they are ``name`` in this build's version."""
-        if self._read or not self._current or name != self._name:
+        src = self._src
+        if self._value is not None or not src.current or name != src.name:
             return None
         return self._data
 
@@ -617,8 +638,8 @@ class LazyValue(Mapping[str, Any]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        if self._value is None:
-            return f"LazyValue({self._name!r}, {len(self._data)} bytes, not decoded)"
+        if self._value is None or self._value is _FAILED:
+            return f"LazyValue({self._src.name!r}, {len(self._data)} bytes, not decoded)"
         return repr(self._value)
 
 

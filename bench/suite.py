@@ -83,7 +83,8 @@ def _num(pattern: str, text: str) -> float:
 
 # ---------------------------------------------------------------------------- the benches
 def passthrough(r: Run) -> None:
-    out = r.bench("runtime_passthrough", ["bench/runtime_passthrough.py", "30000" if r.quick else "100000"])
+    n, rounds = ("50000", "1") if r.quick else ("200000", "3")
+    out = r.bench("runtime_passthrough", ["bench/runtime_passthrough.py", n, rounds])
     r.ceiling = _num(r"\(a\) raw consume->produce ceiling:\s+([\d,]+)", out)
     unread = _num(r"\(b\) runtime, Avro no-op handler \(lazy body\) \+ txn:\s+([\d,]+)", out)
     bytes_only = _num(r"\(c\) runtime, bytes only \+ txn:\s+([\d,]+)", out)

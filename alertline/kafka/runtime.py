@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import signal
 import threading
 import time
 from bisect import bisect_left
+from collections import Counter as Counter_
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -34,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from alertline.avro import Codec
+from alertline.avro import Codec, LazyValue
 from alertline.clock import Clock, utcnow
 from alertline.errors import BadInput, Transient
 from alertline.http import Health, HttpServer, Route
@@ -48,6 +51,7 @@ _Encoded = tuple[str, bytes | None, bytes | None, int | None, Mapping[str, bytes
 _STATELESS = PartitionState()
 MAX_ERROR_MESSAGE = 2000
 COMMIT_STUCK_S = 100.0  # send_offsets (30 s) + commit (60 s) + margin
+GROW = 4  # a batch grows to at most this many times batch_size while the last commit finishes
 
 
 @dataclass(frozen=True)
@@ -141,42 +145,64 @@ class _Batch:
     start: dict[TP, int] = field(default_factory=dict)
     next: dict[TP, int] = field(default_factory=dict)
     blocked: dict[TP, tuple[int, float]] = field(default_factory=dict)
-    outputs: int = 0
     # What the batch's transaction will produce (outputs, dead letters, state), encoded, in order.
     pending: list[_Encoded] = field(default_factory=list)
-    produced: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 class _Commit:
-    """A batch's transaction finishing (offsets + commit) on its own thread, while the main
-    thread runs the handlers of the next batch. librdkafka releases the GIL while it waits."""
+    """A batch's transaction finishing (offsets + commit) on the committer thread, while the
+    main thread runs the handlers of the next batch. librdkafka releases the GIL while it waits."""
 
     def __init__(self, producer: Producer, batch: _Batch, offsets: list[TopicPartition], group: Any) -> None:
         self.batch = batch
         self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(producer, offsets, group), name="alertline-commit", daemon=True
-        )
-        self._thread.start()
+        self._args = (producer, offsets, group)
+        self._done = threading.Event()
 
-    def _run(self, producer: Producer, offsets: list[TopicPartition], group: Any) -> None:
+    def run(self) -> None:
+        producer, offsets, group = self._args
         try:
             if offsets:
                 producer.send_offsets_to_transaction(offsets, group, 30)
             producer.commit_transaction(60)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which recovers or re-raises
             self.error = exc
+        finally:
+            self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
 
     def wait(self, timeout: float) -> BaseException | None:
         """The commit's error, if any. Both calls have timeouts, but librdkafka can block in
         send_offsets_to_transaction past its timeout while the group coordinator is away
         (librdkafka#5456); a commit that does not return in ``timeout`` is a fatal error, so the
         producer is replaced, which fences the stuck one."""
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        if not self._done.wait(timeout):
             log.error("transaction commit is stuck; replacing the producer", extra={"waited_s": timeout})
             return KafkaException(KafkaError(KafkaError._TIMED_OUT, "transaction commit is stuck", fatal=True))
         return self.error
+
+
+class _Committer:
+    """One long-lived thread that finishes commits in order (starting a thread per batch cost
+    more than the rest of the runtime's per-batch work). A committer whose commit got stuck is
+    closed and replaced; its thread ends when librdkafka lets go of it."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Commit | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="alertline-commit", daemon=True).start()
+
+    def submit(self, job: _Commit) -> _Commit:
+        self._jobs.put(job)
+        return job
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job.run()
 
 
 class Runner:
@@ -212,6 +238,8 @@ class Runner:
         self._produced: dict[str, int] = {}
         self._in_txn = False
         self._inflight: _Commit | None = None
+        self._committer: _Committer | None = None
+        self._revocations = 0  # partitions revoked so far (a batch that straddles one is redone)
         # Stateful stages commit in line: the next batch's handlers must see this one's state.
         self._pipelined = runtime.pipeline_commits and stage.state_topic is None and stage.tick is None
 
@@ -239,9 +267,10 @@ class Runner:
             while not self._stop.is_set():
                 self._heartbeat = time.monotonic()
                 self._resume_due()
+                revocations = self._revocations
                 msgs = self._next_batch()
                 if msgs:
-                    self._run_batch(msgs)
+                    self._run_batch(msgs, revocations)
                 elif self._inflight is not None:
                     self._settle()  # idle: finish the open commit now
                 if self.stage.tick and time.monotonic() - self._last_tick >= self.stage.tick_interval_s:
@@ -258,6 +287,8 @@ class Runner:
                 self._consumer.close()
             if self._producer is not None:
                 self._producer.flush(10)
+            if self._committer is not None:
+                self._committer.close()
             self.http.stop()
             log.info("stopped")
 
@@ -315,6 +346,10 @@ class Runner:
             # ahead is all a stage needs.
             "queued.max.messages.kbytes": self.rt.prefetch_kbytes,
             "fetch.max.bytes": min(52428800, max(1048576, self.rt.prefetch_kbytes * 1024 // 2)),
+            # With the queue full, librdkafka postpones the next fetch by this much (1 s by
+            # default): a stage that drains a bounded prefetch in less than that then waits out
+            # the rest of the second. Bounded at 16 MB it ran at a quarter of its speed.
+            "fetch.queue.backoff.ms": 10,
         }
         if self.rt.static_membership:
             # A restarted replica with the same stable id takes its partitions back without a rebalance.
@@ -348,6 +383,7 @@ class Runner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked", extra={"partitions": ",".join(f"{p.topic}[{p.partition}]" for p in partitions)})
+        self._revocations += 1
         self._settle()  # commit what was processed while this member still owns the partitions
         for p in partitions:
             self._states.pop(p.partition, None)
@@ -412,16 +448,31 @@ class Runner:
         )
 
     # ------------------------------------------------------------------ batch
-    def _run_batch(self, msgs: list[Message]) -> None:
+    def _run_batch(self, msgs: list[Message], revocations: int | None = None) -> None:
+        """Process ``msgs`` (consumed after ``revocations`` partition revocations) as one
+        transaction. While the previous batch's commit is still in flight, the batch grows with
+        records already fetched, up to ``GROW`` times ``batch_size``: under load a stage does
+        useful work instead of waiting for the broker, and batches grow as commits slow down."""
         assert self._consumer is not None and self._producer is not None
         batch = _Batch()
         decoded = self._prepare(msgs) if self.stage.prepare is not None else {}
         try:
             self._process(msgs, batch, decoded)  # handlers only: nothing is produced yet
+            taken, limit = len(msgs), GROW * self.rt.batch_size
+            while taken < limit and self._inflight is not None and not self._inflight.done():
+                more = self._consumer.consume(min(self.rt.batch_size, limit - taken), 0)
+                if not more:
+                    break
+                self._process(more, batch, self._prepare(more) if self.stage.prepare is not None else {})
+                taken += len(more)
         except KafkaException as exc:  # a fatal consumer error
             if self._settle():
                 self._recover(batch, exc)
             return
+        if revocations is not None and revocations != self._revocations:
+            self._redo(batch)
+            return
+        self._write_state(batch)
         for tp, (offset, delay) in batch.blocked.items():
             self._pause(tp, offset, delay)
         if not self._settle(later=batch):
@@ -431,12 +482,27 @@ class Runner:
             self._producer.begin_transaction()
             self._send(batch)
             offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
-            self._inflight = _Commit(self._producer, batch, offsets, self._consumer.consumer_group_metadata())
+            if self._committer is None:
+                self._committer = _Committer()
+            self._inflight = self._committer.submit(
+                _Commit(self._producer, batch, offsets, self._consumer.consumer_group_metadata())
+            )
         except (KafkaException, BufferError) as exc:
             self._recover(batch, exc)
             return
         if not self._pipelined:
             self._settle()
+
+    def _redo(self, batch: _Batch) -> None:
+        """Partitions were revoked while this batch was being gathered: some of its records may
+        belong to another member now, or be fetched again from the committed offset if they came
+        back to this one. Drop it unsent and resume every partition it read from its committed
+        offset: nothing is lost and nothing is written twice."""
+        log.info("partitions revoked during a batch; redoing it", extra={"partitions": len(batch.start)})
+        self._settle()
+        for st in self._states.values():
+            st.abort_batch()
+        self._rewind(self._committed_offsets(batch.start))
 
     def _settle(self, later: _Batch | None = None) -> bool:
         """Wait for the commit in flight, if any. If it failed: recover, rewinding its records and
@@ -446,6 +512,9 @@ class Runner:
             return True
         self._inflight = None
         err = c.wait(COMMIT_STUCK_S)
+        if not c.done() and self._committer is not None:
+            self._committer.close()  # its thread is stuck in librdkafka; the next commit gets a new one
+            self._committer = None
         if err is None:
             self._committed(c.batch)
             return True
@@ -462,7 +531,7 @@ class Runner:
         for st in self._states.values():
             st.commit_batch()
         self.metrics.commits.labels(self.stage.service).inc()
-        for topic, n in batch.produced.items():
+        for topic, n in Counter_(map(itemgetter(0), batch.pending)).items():
             self.metrics.produced.labels(self.stage.service, topic).inc(n)
 
     def _send(self, batch: _Batch) -> None:
@@ -507,25 +576,31 @@ class Runner:
         self, msgs: list[Message], batch: _Batch, decoded: dict[tuple[str, int, int], Any] | None = None
     ) -> None:
         # The hot loop: everything here runs once per record, so it binds what it uses to
-        # locals, builds one Context per partition per batch, and counts metrics per batch.
+        # locals, does per-partition work once per run of records from one partition (the
+        # consumer returns them in such runs), and counts metrics per batch.
         stage = self.stage
         svc = stage.service
         handler = stage.handler
         schema = stage.input_schema
         stateful = stage.state_topic is not None
-        lazy = getattr(self.codec, "lazy", None) if schema is not None and stage.prepare is None else None
+        lazy_reader = getattr(self.codec, "lazy_reader", None) if schema is not None and stage.prepare is None else None
+        readers: dict[str, Callable[[bytes], Any]] = {}
+        read: Callable[[bytes], Any] | None = None
         decode = self.codec.decode
         encode = self.codec.encode
         pending = batch.pending
-        produced = batch.produced
+        append = pending.append
+        new_record = tuple.__new__  # Record(...) without NamedTuple's Python-level __new__
         clock = self.clock
         perf = time.perf_counter
         lat = self.metrics.latency
         bounds, lat_counts, lat_sum = lat.bounds, [0] * (len(lat.bounds) + 1), 0.0
+        fast = bounds[0]  # most records take less than the first bucket's bound
         start, nxt, blocked = batch.start, batch.next, batch.blocked
         ctxs: dict[int, Context] = {}
         counts: dict[str, int] = defaultdict(int)
-        n_out = 0
+        topic, part, tp, skip = "", -1, ("", -1), False
+        ctx = Context()
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -533,19 +608,28 @@ class Runner:
                     raise KafkaException(err)
                 log.warning("consumer error", extra={"error": str(err)})
                 continue
-            topic, part, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
-            tp = (topic, part)
-            if tp not in start:
-                start[tp] = offset
-            if blocked and tp in blocked:
+            offset = m.offset() or 0
+            if m.partition() != part or m.topic() != topic:  # a new run of records
+                topic, part = m.topic() or "", m.partition() or 0
+                tp = (topic, part)
+                if tp not in start:
+                    start[tp] = offset
+                skip = tp in blocked
+                c = ctxs.get(part)
+                if c is None:
+                    c = ctxs[part] = Context(
+                        now=clock, state=self.state(part) if stateful else _STATELESS, partition=part
+                    )
+                ctx = c
+                if lazy_reader is not None:
+                    read = readers.get(topic)
+                    if read is None:
+                        read = readers[topic] = lazy_reader(schema, topic)
+            if skip:
                 continue
             counts[topic] += 1
-            ctx = ctxs.get(part)
-            if ctx is None:
-                ctx = ctxs[part] = Context(
-                    now=clock, state=self.state(part) if stateful else _STATELESS, partition=part
-                )
             t0 = perf()
+            mark = len(pending)
             try:
                 value = m.value()
                 if schema is not None:
@@ -554,30 +638,35 @@ class Runner:
                     pre = decoded.get((topic, part, offset)) if decoded else None
                     if pre is not None:
                         value = pre
-                    elif lazy is not None:
-                        value = lazy(schema, value, topic)
+                    elif read is not None:
+                        value = read(value)
                     else:
                         value = decode(schema, value, topic)
                 raw_headers = m.headers()
-                rec = Record(
+                rec = new_record(Record, (
                     topic, part, offset, m.key(), value,
                     _headers_of(raw_headers) if raw_headers else _NO_HEADERS, m.timestamp()[1],
-                )  # fmt: skip
+                ))  # fmt: skip
                 # Outputs are encoded here, inside the record's try: one that cannot be encoded
-                # dead-letters its input instead of failing the batch.
-                outs: list[_Encoded] = []
+                # dead-letters its input instead of failing the batch. They go straight onto the
+                # batch; a record that fails takes its own back off (from ``mark`` on).
                 for o in handler(rec, ctx):
                     v = o.value
-                    if v is not None and not isinstance(v, bytes):
+                    if v.__class__ is LazyValue:  # forwarded input: unread, it keeps its bytes
+                        assert o.schema is not None, "a mapping value needs a schema"
+                        v = v.unread_bytes(o.schema) or encode(o.schema, v, o.topic)
+                    elif v is not None and not isinstance(v, bytes):
                         assert o.schema is not None, "a mapping value needs a schema"
                         v = encode(o.schema, v, o.topic)
                     k = o.key
-                    outs.append((o.topic, v, k.encode() if isinstance(k, str) else k, o.partition, o.headers))
+                    append((o.topic, v, k.encode() if isinstance(k, str) else k, o.partition, o.headers))
             except Transient as exc:
+                del pending[mark:]
                 if stateful:
                     ctx.state.end_record(ok=False)
                 delay = exc.retry_after if exc.retry_after is not None else self.rt.backoff_initial_s
                 blocked[tp] = (offset, delay)
+                skip = True
                 self.metrics.retries.labels(svc, "handler").inc()
                 log.warning(
                     "transient failure; will retry",
@@ -585,6 +674,7 @@ class Runner:
                 )
                 continue
             except Exception as exc:  # noqa: BLE001 - anything else is this record's fault: dead-letter it
+                del pending[mark:]
                 if stateful:
                     ctx.state.end_record(ok=False)
                 self._dead_letter(m, exc, batch)
@@ -592,17 +682,11 @@ class Runner:
                 continue
             if stateful:
                 ctx.state.end_record(ok=True)
-            for e in outs:
-                produced[e[0]] += 1
-            pending += outs
-            n_out += len(outs)
             nxt[tp] = offset + 1
             dt = perf() - t0
-            lat_counts[bisect_left(bounds, dt)] += 1
+            lat_counts[0 if dt <= fast else bisect_left(bounds, dt)] += 1
             lat_sum += dt
-        batch.outputs += n_out
         lat.add(lat_counts, lat_sum)
-        self._write_state(batch)
         for topic, n in counts.items():
             self.metrics.consumed.labels(svc, topic).inc(n)
 
@@ -613,7 +697,6 @@ class Runner:
             for key, value in st.pending().items():
                 o = Output(self.stage.state_topic, value, key=key, schema=self.stage.state_schema, partition=part)
                 batch.pending.append(self._encode(o))
-                batch.produced[o.topic] += 1
 
     def _encode(self, o: Output) -> _Encoded:
         """An Output as the producer's arguments (topic, value bytes, key bytes, partition, headers)."""
@@ -675,7 +758,6 @@ class Runner:
             headers=dlq_headers(self.stage.service, m.topic() or "", m.partition(), m.offset(), cls, msg),
         )
         batch.pending.append(self._encode(o))
-        batch.produced[o.topic] += 1
         self.metrics.dead.labels(self.stage.service, m.topic()).inc()
 
     def _recover(self, batch: _Batch, exc: BaseException) -> None:
