@@ -511,10 +511,14 @@ class SingleObjectCodec:
         self.schema(name)
         prefix = self._prefix[name]
         current, other = _LazySource(self, name, topic, True), _LazySource(self, name, topic, False)
+        new = object.__new__
 
         def read(data: bytes) -> LazyValue:
             if data.startswith(prefix):  # this build's writer: the common case
-                return LazyValue(current, data)
+                # LazyValue(current, data) without the Python-level __init__ call (a third of the cost)
+                lv = new(LazyValue)
+                lv._src, lv._data, lv._value = current, data, None
+                return lv
             self._known(name, data)
             return LazyValue(other, data)
 

@@ -76,6 +76,12 @@ class RuntimeSettings(BaseModel):
         description="Commit a batch's transaction on a second thread while the next batch's handlers "
         "run (stateless stages only).",
     )
+    gc_threshold: int = Field(
+        10_000,
+        ge=0,
+        description="Allocations between young-generation garbage collections once running; what was "
+        "loaded at startup is frozen out of collection. 0 keeps Python's defaults.",
+    )
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     log_level: str = "INFO"

@@ -83,7 +83,7 @@ def _num(pattern: str, text: str) -> float:
 
 # ---------------------------------------------------------------------------- the benches
 def passthrough(r: Run) -> None:
-    n, rounds = ("50000", "1") if r.quick else ("200000", "3")
+    n, rounds = ("50000", "1") if r.quick else ("500000", "3")
     out = r.bench("runtime_passthrough", ["bench/runtime_passthrough.py", n, rounds])
     r.ceiling = _num(r"\(a\) raw consume->produce ceiling:\s+([\d,]+)", out)
     unread = _num(r"\(b\) runtime, Avro no-op handler \(lazy body\) \+ txn:\s+([\d,]+)", out)
