@@ -677,15 +677,14 @@ class Runner:
                 # dead-letters its input instead of failing the batch. They go straight onto the
                 # batch; a record that fails takes its own back off (from ``mark`` on).
                 for o in handler(rec, ctx):
-                    v = o.value
+                    out, v, k, sch, hdrs, prt = o  # an Output, in field order: one step, not five lookups
                     if v.__class__ is LazyValue:  # forwarded input: unread, it keeps its bytes
-                        assert o.schema is not None, "a mapping value needs a schema"
-                        v = v.unread_bytes(o.schema) or encode(o.schema, v, o.topic)
+                        assert sch is not None, "a mapping value needs a schema"
+                        v = v.unread_bytes(sch) or encode(sch, v, out)
                     elif v is not None and not isinstance(v, bytes):
-                        assert o.schema is not None, "a mapping value needs a schema"
-                        v = encode(o.schema, v, o.topic)
-                    k = o.key
-                    append((o.topic, v, k.encode() if isinstance(k, str) else k, o.partition, o.headers))
+                        assert sch is not None, "a mapping value needs a schema"
+                        v = encode(sch, v, out)
+                    append((out, v, k.encode() if isinstance(k, str) else k, prt, hdrs))
             except Transient as exc:
                 del pending[mark:]
                 if stateful:
