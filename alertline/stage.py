@@ -14,16 +14,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
+
+import msgspec
 
 from alertline.clock import Clock, utcnow
 
 HOT_KEYS = 256  # decoded committed values kept per partition (PartitionState.get)
 
 
-class Record(NamedTuple):
-    """One input record. Immutable; a NamedTuple rather than a frozen dataclass because the
-    runtime builds one per record and a tuple is built in half the time (decision 0010)."""
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One input record. Immutable. A ``msgspec.Struct`` because the runtime builds one per
+    record: a C-level constructor, half the time of a tuple and a fifth of a NamedTuple's or a
+    dataclass's (decisions 0010, 0013). ``gc=False``: records are never part of a reference
+    cycle, so the garbage collector need not track them."""
 
     topic: str
     partition: int
@@ -38,12 +42,13 @@ class Record(NamedTuple):
         return self.key.decode("utf-8", "replace") if self.key is not None else ""
 
 
-class Output(NamedTuple):
+class Output(msgspec.Struct, frozen=True, gc=False):
     """One record to produce. ``schema`` names the Avro contract; ``None`` sends bytes as-is.
 
     ``value=None`` is a tombstone. ``partition`` pins the partition (state topics are
-    co-partitioned with their input); otherwise the key decides. Immutable (a NamedTuple, as
-    ``Record``).
+    co-partitioned with their input); otherwise the key decides. Immutable, a ``msgspec.Struct``
+    like ``Record``: every handler builds one per output, and ``Output(topic, value, key=...,
+    schema=...)`` costs ~40 ns instead of a NamedTuple's ~260 ns (decision 0013).
     """
 
     topic: str

@@ -608,7 +608,6 @@ class Runner:
         encode = self.codec.encode
         pending = batch.pending
         append = pending.append
-        new_record = tuple.__new__  # Record(...) without NamedTuple's Python-level __new__
         clock = self.clock
         perf = time.perf_counter
         lat = self.metrics.latency
@@ -669,22 +668,22 @@ class Runner:
                     else:
                         value = decode(schema, value, topic)
                 raw_headers = m.headers()
-                rec = new_record(Record, (
+                rec = Record(
                     topic, part, offset, m.key(), value,
                     _headers_of(raw_headers) if raw_headers else _NO_HEADERS, m.timestamp()[1],
-                ))  # fmt: skip
+                )  # fmt: skip
                 # Outputs are encoded here, inside the record's try: one that cannot be encoded
                 # dead-letters its input instead of failing the batch. They go straight onto the
                 # batch; a record that fails takes its own back off (from ``mark`` on).
                 for o in handler(rec, ctx):
-                    out, v, k, sch, hdrs, prt = o  # an Output, in field order: one step, not five lookups
+                    out, v, k, sch = o.topic, o.value, o.key, o.schema
                     if v.__class__ is LazyValue:  # forwarded input: unread, it keeps its bytes
                         assert sch is not None, "a mapping value needs a schema"
                         v = v.unread_bytes(sch) or encode(sch, v, out)
                     elif v is not None and not isinstance(v, bytes):
                         assert sch is not None, "a mapping value needs a schema"
                         v = encode(sch, v, out)
-                    append((out, v, k.encode() if isinstance(k, str) else k, prt, hdrs))
+                    append((out, v, k.encode() if isinstance(k, str) else k, o.partition, o.headers))
             except Transient as exc:
                 del pending[mark:]
                 if stateful:
