@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from alertline.avro import Codec, LazyValue
+from alertline.avro import Codec, LazyReader, LazyValue
 from alertline.clock import Clock, utcnow
 from alertline.errors import BadInput, Transient
 from alertline.http import Health, HttpServer, Route
@@ -602,8 +602,12 @@ class Runner:
         schema = stage.input_schema
         stateful = stage.state_topic is not None
         lazy_reader = getattr(self.codec, "lazy_reader", None) if schema is not None and stage.prepare is None else None
-        readers: dict[str, Callable[[bytes], Any]] = {}
-        read: Callable[[bytes], Any] | None = None
+        readers: dict[str, LazyReader] = {}
+        read: LazyReader | None = None
+        prefix: bytes = b"\xff"
+        cur: Any = None  # the current run's LazyReader's (the prefix matches no Avro value)
+        value: Any
+        v: Any
         decode = self.codec.decode
         encode = self.codec.encode
         pending = batch.pending
@@ -611,8 +615,8 @@ class Runner:
         clock = self.clock
         perf = time.perf_counter
         lat = self.metrics.latency
-        bounds, lat_counts, lat_sum = lat.bounds, [0] * (len(lat.bounds) + 1), 0.0
-        fast = bounds[0]  # most records take less than the first bucket's bound
+        bounds, lat_sum, slow, failed = lat.bounds, 0.0, [], 0
+        fast = bounds[0]  # most records take less than the first bucket's bound: only the rest are kept
         start, nxt, blocked = batch.start, batch.next, batch.blocked
         ctxs: dict[int, Context] = {}
         counts: dict[str, int] = defaultdict(int)
@@ -622,7 +626,9 @@ class Runner:
         # once, when the run ends, instead of per record.
         topic, part, tp, skip, n, last = "", -1, ("", -1), False, 0, -1
         ctx = Context()
-        t0 = perf()  # each record's latency runs from the end of the one before (one clock read each)
+        # Each record's latency runs from the end of the one before (one clock read each); ``seg``
+        # starts the current chain of them, which a failed record ends (its time is not counted).
+        t0 = seg = perf()
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -651,6 +657,7 @@ class Runner:
                     read = readers.get(topic)
                     if read is None:
                         read = readers[topic] = lazy_reader(schema, topic)
+                    prefix, cur = read.prefix, read.current
             if skip:
                 continue
             n += 1
@@ -664,7 +671,8 @@ class Runner:
                     if pre is not None:
                         value = pre
                     elif read is not None:
-                        value = read(value)
+                        # read(value), inlined for the common case (this build's writer)
+                        value = LazyValue(cur, value) if value.startswith(prefix) else read(value)
                     else:
                         value = decode(schema, value, topic)
                 raw_headers = m.headers()
@@ -678,8 +686,12 @@ class Runner:
                 for o in handler(rec, ctx):
                     out, v, k, sch = o.topic, o.value, o.key, o.schema
                     if v.__class__ is LazyValue:  # forwarded input: unread, it keeps its bytes
-                        assert sch is not None, "a mapping value needs a schema"
-                        v = v.unread_bytes(sch) or encode(sch, v, out)
+                        # v.unread_bytes(sch), inlined for this run's own unread input
+                        if v._src is cur and v._value is None and sch == schema:
+                            v = v._data
+                        else:
+                            assert sch is not None, "a mapping value needs a schema"
+                            v = v.unread_bytes(sch) or encode(sch, v, out)
                     elif v is not None and not isinstance(v, bytes):
                         assert sch is not None, "a mapping value needs a schema"
                         v = encode(sch, v, out)
@@ -696,7 +708,9 @@ class Runner:
                     "transient failure; will retry",
                     extra={"topic": topic, "partition": part, "offset": offset, "error": str(exc), "retry_in_s": delay},
                 )
-                t0 = perf()
+                failed += 1
+                lat_sum += t0 - seg
+                t0 = seg = perf()
                 continue
             except Exception as exc:  # noqa: BLE001 - anything else is this record's fault: dead-letter it
                 del pending[mark:]
@@ -704,20 +718,25 @@ class Runner:
                     ctx.state.end_record(ok=False)
                 self._dead_letter(m, exc, batch)
                 last = offset
-                t0 = perf()
+                failed += 1
+                lat_sum += t0 - seg
+                t0 = seg = perf()
                 continue
             if stateful:
                 ctx.state.end_record(ok=True)
             last = offset
             t1 = perf()
-            dt = t1 - t0
+            if t1 - t0 > fast:
+                slow.append(t1 - t0)
             t0 = t1
-            lat_counts[0 if dt <= fast else bisect_left(bounds, dt)] += 1
-            lat_sum += dt
         counts[topic] += n
         if last >= 0:
             nxt[tp] = last + 1
-        lat.add(lat_counts, lat_sum)
+        lat_counts = [0] * (len(bounds) + 1)
+        lat_counts[0] = sum(counts.values()) - failed - len(slow)
+        for dt in slow:
+            lat_counts[bisect_left(bounds, dt)] += 1
+        lat.add(lat_counts, lat_sum + t0 - seg)
         for name, consumed in counts.items():
             if consumed:
                 self.metrics.consumed.labels(svc, name).inc(consumed)
