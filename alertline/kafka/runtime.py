@@ -17,12 +17,9 @@ import signal
 import threading
 import time
 from bisect import bisect_left
-from collections import Counter as Counter_
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
-from types import MappingProxyType
 from typing import Any
 
 from confluent_kafka import (
@@ -43,7 +40,7 @@ from alertline.clock import Clock, utcnow
 from alertline.errors import BadInput, Transient
 from alertline.http import Health, HttpServer, Route
 from alertline.settings import KafkaSettings, RuntimeSettings
-from alertline.stage import Context, Handler, Output, PartitionState, Record
+from alertline.stage import Context, Handler, Output, PartitionState, Record, headers_of
 
 log = logging.getLogger("alertline.runtime")
 
@@ -148,6 +145,7 @@ class _Batch:
     blocked: dict[TP, tuple[int, float]] = field(default_factory=dict)
     # What the batch's transaction will produce (outputs, dead letters, state), encoded, in order.
     pending: list[_Encoded] = field(default_factory=list)
+    produced: dict[str, int] = field(default_factory=dict)  # per topic, once sent
 
 
 class _Commit:
@@ -549,20 +547,29 @@ class Runner:
         for st in self._states.values():
             st.commit_batch()
         self.metrics.commits.labels(self.stage.service).inc()
-        for topic, n in Counter_(map(itemgetter(0), batch.pending)).items():
+        for topic, n in batch.produced.items():
             self.metrics.produced.labels(self.stage.service, topic).inc(n)
 
     def _send(self, batch: _Batch) -> None:
         assert self._producer is not None
         send = self._producer.produce
+        produced = batch.produced
+        last, n = "", 0  # outputs come in runs of one topic: counted per run, not per record
         for e in batch.pending:
-            if e[3] is None and not e[4]:
+            topic, value, key, partition, headers = e
+            if topic is not last:
+                produced[last] = produced.get(last, 0) + n
+                last, n = topic, 0
+            n += 1
+            if partition is None and not headers:
                 try:
-                    send(e[0], e[1], e[2])
+                    send(topic, value, key)
                 except BufferError:
                     self._produce_raw(e)
             else:
                 self._produce_raw(e)
+        produced[last] = produced.get(last, 0) + n
+        produced.pop("", None)
 
     def _prepare(self, msgs: list[Message]) -> dict[tuple[str, int, int], Any]:
         """Decode the batch once and hand it to ``stage.prepare``; undecodable records are left
@@ -583,7 +590,7 @@ class Runner:
                 except Exception:  # noqa: BLE001, S112 - dead-lettered with its cause in _process
                     continue
                 decoded[(topic, part, offset)] = value
-            records.append(Record(topic, part, offset, m.key(), value, _headers(m), m.timestamp()[1]))
+            records.append(Record(topic, part, offset, m.key(), value, None, 0, m))
         try:
             self.stage.prepare(records)
         except Exception:
@@ -636,7 +643,7 @@ class Runner:
                     raise KafkaException(err)
                 log.warning("consumer error", extra={"error": str(err)})
                 continue
-            offset = m.offset() or 0
+            offset: int = m.offset()  # type: ignore[assignment]  # a record without an error has one
             if m.partition() != part or (only is None and m.topic() != topic):  # a new run of records
                 counts[topic] += n
                 if last >= 0:
@@ -667,19 +674,15 @@ class Runner:
                 if schema is not None:
                     if value is None:
                         raise BadInput("empty record value")
-                    pre = decoded.get((topic, part, offset)) if decoded else None
-                    if pre is not None:
-                        value = pre
-                    elif read is not None:
-                        # read(value), inlined for the common case (this build's writer)
-                        value = LazyValue(cur, value) if value.startswith(prefix) else read(value)
+                    if read is not None:
+                        # read(value), inlined for the common case (this build's writer; the
+                        # single-object header is 10 bytes, and a slice compares faster than
+                        # bytes.startswith)
+                        value = LazyValue(cur, value) if value[:10] == prefix else read(value)
                     else:
-                        value = decode(schema, value, topic)
-                raw_headers = m.headers()
-                rec = Record(
-                    topic, part, offset, m.key(), value,
-                    _headers_of(raw_headers) if raw_headers else _NO_HEADERS, m.timestamp()[1],
-                )  # fmt: skip
+                        pre = decoded.get((topic, part, offset)) if decoded else None
+                        value = pre if pre is not None else decode(schema, value, topic)
+                rec = Record(topic, part, offset, m.key(), value, None, 0, m)
                 # Outputs are encoded here, inside the record's try: one that cannot be encoded
                 # dead-letters its input instead of failing the batch. They go straight onto the
                 # batch; a record that fails takes its own back off (from ``mark`` on).
@@ -950,19 +953,7 @@ def _tune_gc(threshold: int) -> None:
 
 
 def _headers(m: Message) -> dict[str, bytes]:
-    return _headers_of(m.headers() or [])
-
-
-def _headers_of(raw: Any) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for k, v in raw.items() if isinstance(raw, dict) else raw:
-        out[k] = v.encode() if isinstance(v, str) else (v or b"")
-    return out
-
-
-# Shared by every record without headers (most of them): read-only, so no handler can leak
-# into another record's.
-_NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+    return headers_of(m.headers() or [])
 
 
 def dlq_headers(

@@ -108,3 +108,26 @@ def test_an_older_writer_is_upgraded_and_a_bad_header_is_dead_lettered(tmp_path:
     assert first[0] == "dst" and first[1] != older
     assert codec.decode("alert", first[1])["console_url"] is None
     assert [e[0] for e in dead] == ["dlq", "dlq"]
+
+
+def test_headers_and_timestamp_are_read_from_the_message_when_a_handler_asks() -> None:
+    codec = SingleObjectCodec()
+    seen: list[tuple[Any, int]] = []
+
+    def handler(rec: Record, ctx: Context) -> Iterator[Output]:
+        seen.append((dict(rec.headers), rec.timestamp_ms))
+        return iter(())
+
+    r = _runner(codec, handler)
+    data = codec.encode("alert", alert(1))
+    with_headers = Message(topic="src", partition=0, offset=1, key=b"k", value=data,
+                           headers=[("trace", b"t1"), ("text", "s"), ("none", None)], timestamp=(1, 1234))  # fmt: skip
+    r._process([_msg(0, data), with_headers], _Batch())
+    assert seen == [({}, 1_700_000_000_000), ({"trace": b"t1", "text": b"s", "none": b""}, 1234)]
+
+
+def test_a_record_built_by_hand_keeps_what_it_was_given() -> None:
+    rec = Record("t", 1, 2, b"k", {"a": 1}, {"h": b"v"}, 99)
+    assert (rec.headers, rec.timestamp_ms, rec.key_str) == ({"h": b"v"}, 99, "k")
+    bare = Record("t", 1, 2, None, None)
+    assert (dict(bare.headers), bare.timestamp_ms, bare.key_str) == ({}, 0, "")
