@@ -645,6 +645,9 @@ class LazyValue(msgspec.Struct, gc=False):
     def __eq__(self, other: object) -> bool:
         return self.decoded() == (other.decoded() if isinstance(other, LazyValue) else other)
 
+    def __ne__(self, other: object) -> bool:  # msgspec.Struct's own __ne__ compares fields
+        return not self.__eq__(other)
+
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ def test_a_read_value_is_a_full_mapping_and_is_encoded_again(codec: SingleObject
     lazy = codec.lazy("alert", data)
     assert lazy["title"] == a["title"]
     assert lazy == a and dict(lazy) == a and {**lazy} == a and lazy.copy() == a
+    assert not lazy != a and not a != lazy and lazy != a | {"title": "x"}
     assert len(lazy) == len(a) and "identity" in lazy and lazy.get("nope", 1) == 1
     assert lazy | {"title": "x"} == a | {"title": "x"} and {"title": "x"} | lazy == a
     out = codec.encode("alert", lazy)
